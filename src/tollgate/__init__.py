@@ -1,0 +1,3 @@
+"""Tollgate: an AI gateway in front of every LLM provider."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Front doors: decode client formats into the canonical request, render answers and errors back."""

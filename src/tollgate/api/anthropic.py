@@ -1,0 +1,93 @@
+"""The Anthropic-compatible front door: ``POST /v1/messages`` for any backend model.
+
+When every candidate deployment speaks the Anthropic format, the client's body is forwarded untouched
+(fields the gateway does not know survive) and the answer is piped back byte for byte while a decoder
+reads the usage on the side. Otherwise the request is translated to the canonical form and back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+
+from tollgate.api.anthropic_codec import AnthropicStreamEncoder, decode_request, encode_response
+from tollgate.api.http import JSON_HEADERS, SSE_HEADERS, Request, send_bytes, send_json
+from tollgate.api.streaming import pump, race_disconnect
+from tollgate.core.context import RequestContext
+from tollgate.core.dispatch import Completed
+from tollgate.core.gateway import Gateway
+from tollgate.errors import TollgateError
+from tollgate.routing.resolver import Route
+from tollgate.types import JSONObject
+from tollgate.wire.openai import ChatRequest, parse_json_object, text_of
+
+
+def _native(gw: Gateway, route: Route) -> bool:
+    snap = gw.snapshot
+    return all(snap.adapter(d).wire_format == "anthropic" for d in route.candidates)
+
+
+async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+    await gw.authenticate(ctx, request.headers)
+    raw = await request.body(gw.max_body_bytes)
+    body = parse_json_object(raw)
+    req = decode_request(body)
+    ctx.stream = req.stream
+    route = gw.route(ctx, req.model)
+    if _native(gw, route):
+        await _passthrough(gw, request, ctx, req, body, raw, route)
+        return
+    result = await gw.dispatcher.chat(ctx, req, route)
+    if isinstance(result, Completed):
+        ctx.usage = result.usage
+        message = encode_response(result.data, result.usage, req.model)
+        await send_json(request.send, 200, message, ctx.response_headers())
+        return
+    await pump(request, ctx, result, AnthropicStreamEncoder(req.model))
+
+
+async def _passthrough(
+    gw: Gateway, request: Request, ctx: RequestContext, req: ChatRequest, body: JSONObject, raw: bytes, route: Route
+) -> None:
+    resp = await gw.dispatcher.passthrough(ctx, "messages", body, raw, route, stream=req.stream)
+    assert ctx.deployment is not None
+    adapter = gw.snapshot.adapter(ctx.deployment)
+    if not req.stream:
+        data = await resp.read()
+        _, ctx.usage = adapter.parse_chat_response(data, req)  # validates the body too
+        await send_bytes(request.send, 200, data, JSON_HEADERS + ctx.response_headers())
+        return
+    decoder = adapter.chat_stream_decoder(req)
+    encoder = AnthropicStreamEncoder(req.model)
+    send = request.send
+
+    async def run() -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ctx.response_headers()})
+        try:
+            async for part in resp.chunks():
+                decoder.feed(part)  # usage tap; the client gets the provider's own bytes
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            decoder.close()
+        except TollgateError as err:
+            ctx.status, ctx.error_type = err.status, err.type
+            await send({"type": "http.response.body", "body": encoder.error(err), "more_body": True})
+        finally:
+            ctx.usage = decoder.usage
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    await race_disconnect(request, ctx, run, resp.close)
+
+
+async def count_tokens(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+    """An estimate (about four characters per token) so clients that budget their context keep working."""
+    await gw.authenticate(ctx, request.headers)
+    body = parse_json_object(await request.body(gw.max_body_bytes))
+    if "max_tokens" not in body:
+        body = {**body, "max_tokens": 1}
+    req = decode_request(body)
+    chars = sum(len(text_of(m.get("content"))) for m in req.messages if isinstance(m, dict))
+    tools = req.body.get("tools")
+    if tools:
+        chars += len(orjson.dumps(tools))
+    await send_json(request.send, 200, {"input_tokens": max(1, math.ceil(chars / 4))}, ctx.response_headers())

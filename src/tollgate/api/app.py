@@ -1,0 +1,167 @@
+"""The ASGI application: a fixed route table, per-request context, error rendering, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+
+import orjson
+
+from tollgate.api import admin, anthropic, health, openai, simple
+from tollgate.api.errors import anthropic_error, openai_error
+from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
+from tollgate.config.schema import TollgateConfig
+from tollgate.config.settings import StaticSettings, load_or_create_master_key, static_settings
+from tollgate.core.context import RequestContext
+from tollgate.core.gateway import Gateway
+from tollgate.core.snapshot import Snapshot
+from tollgate.core.transport import Transport, demo_handler
+from tollgate.errors import InternalError, NotFoundError, TollgateError
+from tollgate.state.factory import open_key_store
+from tollgate.types import JSONObject
+
+log = logging.getLogger("tollgate")
+
+Handler = Callable[[Gateway, Request, RequestContext], Awaitable[None]]
+ErrorRenderer = Callable[[TollgateError], JSONObject]
+
+
+class RouteSpec:
+    __slots__ = ("endpoint", "front_door", "handler", "render")
+
+    def __init__(self, handler: Handler, front_door: str, endpoint: str, render: ErrorRenderer = openai_error) -> None:
+        self.handler = handler
+        self.front_door = front_door
+        self.endpoint = endpoint
+        self.render = render
+
+
+def _routes() -> dict[tuple[str, str], RouteSpec]:
+    chat = RouteSpec(openai.chat_completions, "openai", "chat")
+    emb = RouteSpec(openai.embeddings, "openai", "embeddings")
+    models = RouteSpec(openai.list_models, "openai", "models")
+    comp = RouteSpec(openai.completions, "openai", "completions")
+    msgs = RouteSpec(anthropic.messages, "anthropic", "messages", anthropic_error)
+    return {
+        ("POST", "/v1/chat/completions"): chat,
+        ("POST", "/chat/completions"): chat,
+        ("POST", "/v1/embeddings"): emb,
+        ("POST", "/embeddings"): emb,
+        ("GET", "/v1/models"): models,
+        ("GET", "/models"): models,
+        ("POST", "/v1/completions"): comp,
+        ("POST", "/completions"): comp,
+        ("POST", "/v1/messages"): msgs,
+        ("POST", "/v1/messages/count_tokens"): RouteSpec(anthropic.count_tokens, "anthropic", "count_tokens",
+                                                         anthropic_error),
+        ("POST", "/chat"): RouteSpec(simple.chat, "simple", "simple_chat"),
+        ("GET", "/health"): RouteSpec(health.health, "health", "health"),
+        ("GET", "/health/live"): RouteSpec(health.health, "health", "health"),
+        ("GET", "/health/ready"): RouteSpec(health.ready, "health", "ready"),
+        ("POST", "/admin/keys"): RouteSpec(admin.create_key, "admin", "admin"),
+        ("GET", "/admin/keys"): RouteSpec(admin.list_keys, "admin", "admin"),
+    }
+
+
+_REVOKE = RouteSpec(admin.revoke_key, "admin", "admin")
+
+
+class TollgateApp:
+    """The gateway as a pure ASGI callable."""
+
+    def __init__(self, gateway: Gateway, settings: StaticSettings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.routes = _routes()
+        self._paths = {path for _, path in self.routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _match(self, method: str, path: str) -> RouteSpec | None:
+        spec = self.routes.get((method, path))
+        if spec is None and method == "POST" and path.startswith("/admin/keys/") and path.endswith("/revoke"):
+            return _REVOKE
+        return spec
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        gw = self.gateway
+        method = scope["method"]
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = request.path = path.rstrip("/")
+        spec = self._match(method, path)
+        ctx = RequestContext(
+            request_id=request.request_id(),
+            front_door=spec.front_door if spec else "openai",
+            endpoint=spec.endpoint if spec else "unknown",
+            config_version=gw.snapshot.version,
+        )
+        if spec is None:
+            if path in self._paths:
+                err: TollgateError = NotFoundError(f"Method {method} is not allowed on {path}.")
+                err.status, err.code = 405, "method_not_allowed"
+            else:
+                err = NotFoundError(f"Unknown endpoint {method} {path}. See the README for the gateway's endpoints.")
+            await _send_error(send, ctx, err, openai_error)
+            return
+        try:
+            await spec.handler(gw, request, ctx)
+        except TollgateError as exc:
+            ctx.status, ctx.error_type = exc.status, exc.type
+            await _send_error(send, ctx, exc, spec.render)
+        except Exception:
+            log.exception("unhandled error (request %s)", ctx.request_id)
+            exc = InternalError(f"The gateway failed to handle this request (request id {ctx.request_id}).")
+            ctx.status, ctx.error_type = 500, exc.type
+            await _send_error(send, ctx, exc, spec.render)
+        finally:
+            if spec.front_door != "health":
+                gw.finalize(ctx)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.transport.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.gateway.draining = True
+                await self.gateway.transport.stop()
+                await self.gateway.keys.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _send_error(send: Send, ctx: RequestContext, err: TollgateError, render: ErrorRenderer) -> None:
+    headers = JSON_HEADERS + ctx.response_headers()
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()]
+    try:
+        await send_bytes(send, err.status, orjson.dumps(render(err)), headers)
+    except Exception:
+        # The response had already started (or the client is gone): nothing more can be said to it.
+        log.debug("could not send error for request %s", ctx.request_id)
+
+
+def create_app(
+    config: TollgateConfig | None = None, env: Mapping[str, str] | None = None
+) -> tuple[TollgateApp, str, bool]:
+    """Build the app. Returns it, the master key and whether that key was generated now (print it once)."""
+    env = os.environ if env is None else env
+    config = config or TollgateConfig()
+    settings = static_settings(config, env)
+    master_key, generated = load_or_create_master_key(config, settings, env)
+    keys = open_key_store(settings.database_url)
+    snapshot = Snapshot(config, env)
+    gateway = Gateway(snapshot, Transport({"demo": demo_handler}), keys, master_key, settings.max_body_bytes)
+    return TollgateApp(gateway, settings), master_key, generated

@@ -1,0 +1,30 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from tollgate.api.http import Request, send_json
+from tollgate.core.context import RequestContext
+from tollgate.core.gateway import Gateway
+
+
+async def health(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+    await send_json(request.send, 200, {"status": "ok"})
+
+
+async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+    checks = {"config": "ok", "storage": "ok"}
+    status = 200
+    try:
+        await gw.keys.ping()
+    except Exception as exc:  # the probe reports any storage failure; it never raises
+        checks["storage"] = f"unavailable: {type(exc).__name__}"
+        status = 503
+    if gw.draining:
+        checks["server"] = "draining"
+        status = 503
+    await send_json(
+        request.send,
+        status,
+        {"status": "ready" if status == 200 else "not_ready", "checks": checks,
+         "config_version": gw.snapshot.version},
+    )

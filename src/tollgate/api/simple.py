@@ -1,0 +1,54 @@
+"""The simple API: ``POST /chat`` with ``{"prompt", "model"?}`` → ``{"response", ...}``."""
+
+from __future__ import annotations
+
+from tollgate.api.http import Request, send_json
+from tollgate.core.context import RequestContext
+from tollgate.core.dispatch import Completed
+from tollgate.core.gateway import Gateway
+from tollgate.errors import InvalidRequestError
+from tollgate.types import JSONObject
+from tollgate.wire.openai import ChatRequest, Usage, parse_json_object, text_of
+
+
+async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+    await gw.authenticate(ctx, request.headers)
+    body = parse_json_object(await request.body(gw.max_body_bytes))
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError("'prompt' is required and must be a non-empty string.", param="prompt")
+    model = body.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidRequestError("'model' must be a non-empty string when given.", param="model")
+    model = model or gw.default_model()
+    canonical: JSONObject = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        canonical["messages"] = [{"role": "system", "content": system}, *canonical["messages"]]  # type: ignore[misc]
+    for name in ("temperature", "max_tokens"):
+        if body.get(name) is not None:
+            canonical[name] = body[name]
+    route = gw.route(ctx, model)
+    result = await gw.dispatcher.chat(ctx, ChatRequest(body=canonical, model=model, stream=False), route)
+    assert isinstance(result, Completed)
+    ctx.usage = result.usage
+    choices = result.data.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    message = first.get("message") if isinstance(first, dict) else None
+    text = text_of(message.get("content")) if isinstance(message, dict) else ""
+    usage = result.usage or Usage()
+    dep = ctx.deployment
+    await send_json(
+        request.send,
+        200,
+        {
+            "response": text,
+            "model": dep.model if dep else model,
+            "provider": dep.provider if dep else None,
+            "usage": usage.to_openai(),
+            "cache_hit": False,
+            "latency_ms": round(ctx.elapsed_ms, 2),
+            "request_id": ctx.request_id,
+        },
+        ctx.response_headers(),
+    )

@@ -1,0 +1,122 @@
+"""The YAML config file as pydantic models: every key described, unknown keys rejected."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ProviderType = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "ollama", "demo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeoutsConfig(_Strict):
+    connect: float = Field(10.0, gt=0, description="Seconds to establish the TCP/TLS connection to the provider.")
+    read: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds to wait for the first response byte, and for each next chunk of a stream "
+        "(a stream that stalls longer is cut with a clean error event).",
+    )
+    total: float = Field(600.0, gt=0, description="Seconds for the whole non-streaming request.")
+
+
+class ProviderConfig(_Strict):
+    type: ProviderType | None = Field(
+        None, description="Wire format of this provider. Defaults to the provider's name when that is a known type."
+    )
+    api_key: str | None = Field(
+        None, description="The provider's API key. Use ${ENV_VAR} interpolation; never write a key in the file."
+    )
+    base_url: str | None = Field(
+        None,
+        description="Base URL. OpenAI-style providers include the version path (https://api.openai.com/v1); "
+        "Anthropic, Gemini and Ollama take the host root; Azure takes the resource endpoint.",
+    )
+    api_version: str | None = Field(None, description="Azure OpenAI api-version query parameter.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent to this provider.")
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig, description="Timeouts for calls to this provider.")
+    drop_unsupported_params: bool | None = Field(
+        None,
+        description="Drop request parameters this provider cannot honour instead of answering 400. "
+        "Defaults to the global setting.",
+    )
+    models: list[str] = Field(
+        default_factory=list, description="Model ids to list in /v1/models for this provider (informational)."
+    )
+
+
+class DeploymentConfig(_Strict):
+    provider: str = Field(description="Name of a provider declared under 'providers' (or detected from the environment).")
+    model: str = Field(description="The model id the provider knows (for Azure: the deployment name).")
+
+
+class ModelConfig(_Strict):
+    deployments: list[DeploymentConfig] = Field(
+        min_length=1,
+        description="Where this logical model is served, in order of preference: "
+        "the next one is tried when one fails with a retryable error before any byte reached the client.",
+    )
+    description: str | None = Field(None, description="Free text shown in /v1/models.")
+
+
+class ServerConfig(_Strict):
+    host: str = Field("127.0.0.1", description="Interface to listen on (env TOLLGATE_HOST).")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (env TOLLGATE_PORT).")
+    data_dir: str = Field(".tollgate", description="Folder for the embedded database and the generated master key.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest request body accepted; larger bodies get 413."
+    )
+    master_key: str | None = Field(
+        None,
+        description="The master (admin) key. Prefer env TOLLGATE_MASTER_KEY; when neither is set a key is "
+        "generated once and stored in data_dir with mode 600.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+
+class StorageConfig(_Strict):
+    database_url: str | None = Field(
+        None,
+        description="Where keys (and later tenants and the ledger) live: sqlite:///path, or memory:// for tests. "
+        "Defaults to sqlite:///<data_dir>/tollgate.db (env TOLLGATE_DATABASE_URL).",
+    )
+
+
+class SettingsConfig(_Strict):
+    default_model: str | None = Field(
+        None,
+        description="Model used by the simple /chat API when the request names none. Defaults to the first "
+        "logical model, else a small model of the first configured provider, else the demo model.",
+    )
+    drop_unsupported_params: bool = Field(
+        False, description="Default for every provider: drop parameters a provider cannot honour instead of 400."
+    )
+    detect_providers_from_env: bool = Field(
+        True,
+        description="Add providers from the standard SDK environment variables (OPENAI_API_KEY, ...) "
+        "when the file does not declare a provider of that name.",
+    )
+
+
+class TollgateConfig(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig, description="Static settings: read at start.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Static settings: read at start.")
+    providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict, description="Upstream providers by name; models are addressed as <name>/<model>."
+    )
+    models: dict[str, ModelConfig] = Field(
+        default_factory=dict, description="Logical model names (aliases) clients use, mapped to deployments."
+    )
+    settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Gateway-wide behaviour.")
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in value:
+            if not name or "/" in name:
+                raise ValueError(f"provider name {name!r} must be non-empty and contain no '/'")
+        return value

@@ -1,0 +1,1 @@
+"""The request pipeline: context, fixed phases, dispatch to providers, and the compiled config snapshot."""

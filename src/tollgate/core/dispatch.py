@@ -1,0 +1,171 @@
+"""DISPATCH: try the route's candidates in order until one answers; commit only once a first chunk arrived.
+
+Retries and fallbacks happen only before anything reached the client: for a stream that is until the
+upstream produced its first canonical chunk, so a provider that fails before streaming is replaced
+transparently, and one that fails after is reported as a terminal error event by the front door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tollgate.core.context import RequestContext
+from tollgate.core.snapshot import Snapshot
+from tollgate.core.transport import Transport, UpstreamResponse
+from tollgate.errors import ProviderProtocolError, TollgateError, UnsupportedParameterError, UpstreamError
+from tollgate.providers.base import ProviderAdapter, StreamDecoder, UpstreamRequest
+from tollgate.routing.resolver import Route
+from tollgate.types import JSONObject
+from tollgate.wire.openai import ChatRequest, Usage
+
+
+@dataclass(slots=True)
+class Completed:
+    """A non-streaming answer: canonical JSON, plus the provider's raw bytes when they are already OpenAI."""
+
+    data: JSONObject
+    raw_openai: bytes | None
+    usage: Usage | None
+
+
+class ChunkStream:
+    """A started stream: the first chunks are already here; iterate for the rest. Always ``aclose()`` it."""
+
+    def __init__(
+        self, first: list[JSONObject], decoder: StreamDecoder, resp: UpstreamResponse, body: AsyncIterator[bytes]
+    ) -> None:
+        self.first = first
+        self.decoder = decoder
+        self._resp = resp
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[list[JSONObject]]:
+        if self.first:
+            yield self.first
+        async for data in self._body:
+            chunks = self.decoder.feed(data)
+            if chunks:
+                yield chunks
+        tail = self.decoder.close()
+        if tail:
+            yield tail
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.decoder.usage
+
+    async def aclose(self) -> None:
+        self._resp.close()
+        aclose = getattr(self._body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class Dispatcher:
+    def __init__(self, snapshot: Snapshot, transport: Transport) -> None:
+        self.snapshot = snapshot
+        self.transport = transport
+
+    async def chat(self, ctx: RequestContext, req: ChatRequest, route: Route) -> Completed | ChunkStream:
+        last_error: TollgateError | None = None
+        candidates = route.candidates
+        for index, deployment in enumerate(candidates):
+            more = index + 1 < len(candidates)
+            adapter = self.snapshot.adapter(deployment)
+            ctx.deployment = deployment
+            ctx.attempts += 1
+            ctx.fallback = index > 0
+            try:
+                upstream = adapter.chat_request(req)
+            except UnsupportedParameterError as exc:
+                # Another candidate may support the parameter; the last word is the last candidate's.
+                last_error = exc
+                ctx.attempts -= 1
+                if more:
+                    continue
+                raise
+            try:
+                if req.stream:
+                    return await self._start_stream(adapter, upstream, req)
+                return await self._complete(adapter, upstream, req)
+            except UpstreamError as exc:
+                last_error = exc
+                if exc.retryable and more:
+                    continue
+                raise
+        assert last_error is not None
+        raise last_error
+
+    async def _send(self, adapter: ProviderAdapter, upstream: UpstreamRequest, stream: bool) -> UpstreamResponse:
+        resp = await self.transport.send(upstream, adapter.deployment, stream=stream)
+        if resp.status >= 400:
+            body = await resp.read()
+            raise adapter.classify_error(resp.status, resp.headers, body)
+        return resp
+
+    async def _complete(self, adapter: ProviderAdapter, upstream: UpstreamRequest, req: ChatRequest) -> Completed:
+        resp = await self._send(adapter, upstream, stream=False)
+        body = await resp.read()
+        data, usage = adapter.parse_chat_response(body, req)
+        return Completed(data, body if adapter.wire_format == "openai" else None, usage)
+
+    async def _start_stream(self, adapter: ProviderAdapter, upstream: UpstreamRequest, req: ChatRequest) -> ChunkStream:
+        resp = await self._send(adapter, upstream, stream=True)
+        decoder = adapter.chat_stream_decoder(req)
+        body = resp.chunks()
+        try:
+            async for data in body:
+                first = decoder.feed(data)
+                if first:
+                    return ChunkStream(first, decoder, resp, body)
+            first = decoder.close()  # an upstream that answered 200 and then nothing is a failure: retry it
+            if not first:
+                raise ProviderProtocolError(
+                    f"Provider '{adapter.deployment.provider}' sent an empty stream.",
+                    provider=adapter.deployment.provider,
+                )
+            return ChunkStream(first, decoder, resp, body)
+        except BaseException:
+            resp.close()
+            raise
+
+    async def embeddings(self, ctx: RequestContext, body: JSONObject, route: Route) -> tuple[JSONObject, Usage | None]:
+        last_error: TollgateError | None = None
+        for index, deployment in enumerate(route.candidates):
+            adapter = self.snapshot.adapter(deployment)
+            ctx.deployment, ctx.attempts, ctx.fallback = deployment, ctx.attempts + 1, index > 0
+            try:
+                resp = await self._send(adapter, adapter.embeddings_request(body), stream=False)
+                return adapter.parse_embeddings_response(await resp.read(), body)
+            except UpstreamError as exc:
+                last_error = exc
+                if exc.retryable and index + 1 < len(route.candidates):
+                    continue
+                raise
+        assert last_error is not None
+        raise last_error
+
+    async def passthrough(
+        self, ctx: RequestContext, path: str, body: JSONObject, raw: bytes | None, route: Route, *, stream: bool
+    ) -> UpstreamResponse:
+        """Forward a body in the provider's own format (legacy completions, same-format requests)."""
+        last_error: TollgateError | None = None
+        for index, deployment in enumerate(route.candidates):
+            adapter = self.snapshot.adapter(deployment)
+            build = getattr(adapter, "passthrough_request", None)
+            if build is None:
+                last_error = UnsupportedParameterError(
+                    f"Provider '{deployment.provider}' does not support the /{path} endpoint.", param="model"
+                )
+                continue
+            ctx.deployment, ctx.attempts, ctx.fallback = deployment, ctx.attempts + 1, index > 0
+            try:
+                return await self._send(adapter, build(path, body, raw), stream=stream)
+            except UpstreamError as exc:
+                last_error = exc
+                if exc.retryable and index + 1 < len(route.candidates):
+                    continue
+                raise
+        assert last_error is not None
+        raise last_error

@@ -1,0 +1,42 @@
+"""The fixed phases of every request, in order. Users enable and configure policies; they never reorder phases.
+
+Each ordering constraint is stated next to the phase that depends on it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Protocol
+
+from tollgate.core.context import RequestContext
+from tollgate.routing.resolver import Route
+
+
+class Phase(IntEnum):
+    # Nothing may run before the caller is known: every later decision is per principal.
+    AUTHENTICATE = 1
+    # Cheap rejections (allow-lists, limits, budgets, size caps) before any expensive inspection,
+    # and before the prompt is looked at, so an over-limit caller costs the gateway almost nothing.
+    ADMIT = 2
+    # Guardrails see the prompt before the cache does, so masked PII is what gets cached and compared.
+    INSPECT = 3
+    # A cache hit short-circuits to RESPOND and skips DISPATCH entirely.
+    CACHE_LOOKUP = 4
+    # Router + attempt loop; retries and fallbacks only until the first byte reaches the client.
+    DISPATCH = 5
+    # Output guards and per-request stream filters, on canonical chunks, before the client's encoder.
+    RESPOND = 6
+    # Always runs (finally), even when the client went away: usage, cost, ledger, metrics. Must not raise.
+    FINALIZE = 7
+
+
+class AdmitPolicy(Protocol):
+    """An ADMIT-phase policy: raise a ``TollgateError`` to reject, return to let the request through."""
+
+    def admit(self, ctx: RequestContext, route: Route) -> None: ...
+
+
+class FinalizePolicy(Protocol):
+    def on_finalize(self, ctx: RequestContext) -> None:
+        """Record the outcome. Must not raise."""
+        ...

@@ -1,0 +1,105 @@
+"""The compiled config snapshot: built once per config version, frozen, swapped atomically on reload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from tollgate.config.catalog import KNOWN_MODELS
+from tollgate.config.env import providers_from_env
+from tollgate.config.schema import ProviderConfig, TollgateConfig
+from tollgate.providers.base import Deployment, ProviderAdapter, Timeouts
+from tollgate.providers.registry import build_adapter
+from tollgate.routing.resolver import ModelResolver, Route
+from tollgate.types import JSONObject
+
+DEMO_PROVIDER = ProviderConfig(type="demo", base_url="demo://local")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    name: str
+    type: str
+    source: str  # "config", "env" or "builtin"
+    config: ProviderConfig = field(repr=False)
+
+
+class Snapshot:
+    """Everything the hot path reads from config, precomputed; never mutated after construction
+    except for the bounded adapter cache (adapters are pure functions of their deployment)."""
+
+    def __init__(self, config: TollgateConfig, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        self.config = config
+        self.providers: dict[str, ProviderInfo] = {}
+        for name, prov in config.providers.items():
+            self.providers[name] = ProviderInfo(name, prov.type or name, "config", prov)
+        if config.settings.detect_providers_from_env:
+            for name, prov in providers_from_env(env).items():
+                if name not in self.providers:
+                    self.providers[name] = ProviderInfo(name, prov.type or name, "env", prov)
+        if "demo" not in self.providers:
+            self.providers["demo"] = ProviderInfo("demo", "demo", "builtin", DEMO_PROVIDER)
+        self._adapters: dict[tuple[str, str], ProviderAdapter] = {}
+        logical = {
+            name: tuple(self.deployment(d.provider, d.model) for d in model.deployments)
+            for name, model in config.models.items()
+        }
+        self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment)
+        digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+        self.version = f"{time.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
+        self._models_payload = self._build_models()
+
+    def deployment(self, provider: str, model: str) -> Deployment:
+        info = self.providers[provider]
+        cfg = info.config
+        drop = cfg.drop_unsupported_params
+        return Deployment(
+            provider=provider,
+            provider_type=info.type,
+            model=model,
+            base_url=cfg.base_url or "",
+            api_key=cfg.api_key or "",
+            api_version=cfg.api_version,
+            headers=dict(cfg.headers),
+            timeouts=Timeouts(cfg.timeouts.connect, cfg.timeouts.read, cfg.timeouts.total),
+            drop_unsupported_params=self.config.settings.drop_unsupported_params if drop is None else drop,
+        )
+
+    def resolve(self, model: str) -> Route:
+        return self.resolver.resolve(model)
+
+    def adapter(self, deployment: Deployment) -> ProviderAdapter:
+        key = (deployment.provider, deployment.model)
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = build_adapter(deployment)
+            if len(self._adapters) < 10_000:
+                self._adapters[key] = adapter
+        return adapter
+
+    def _build_models(self) -> list[JSONObject]:
+        created = int(time.time())
+        out: list[JSONObject] = []
+        seen: set[str] = set()
+
+        def add(model_id: str, owner: str) -> None:
+            if model_id not in seen:
+                seen.add(model_id)
+                out.append({"id": model_id, "object": "model", "created": created, "owned_by": owner})
+
+        for name in self.config.models:
+            add(name, "tollgate")
+        for info in self.providers.values():
+            names = list(info.config.models) or list(KNOWN_MODELS.get(info.type, ()))
+            for model in names:
+                add(f"{info.name}/{model}", info.name)
+        return out
+
+    def models(self) -> list[JSONObject]:
+        return self._models_payload

@@ -1,0 +1,1 @@
+"""Provider adapters: one folder per wire format, registered in ``registry.py``."""

@@ -1,0 +1,1 @@
+"""The built-in demo provider: deterministic canned answers in the OpenAI wire format, no network."""

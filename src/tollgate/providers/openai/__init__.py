@@ -1,0 +1,1 @@
+"""OpenAI and OpenAI-compatible APIs (vLLM, Together, Groq, DeepSeek, xAI, Perplexity, Mistral, ...)."""

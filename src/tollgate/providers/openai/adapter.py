@@ -1,0 +1,157 @@
+"""OpenAI Chat Completions and embeddings: the canonical format, so translation is a model rename."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from tollgate.errors import ProviderProtocolError, UpstreamError
+from tollgate.providers.base import (
+    Deployment,
+    UpstreamRequest,
+    WireFormat,
+    check_params,
+    classify_http_error,
+)
+from tollgate.types import JSONObject
+from tollgate.wire.openai import ChatRequest, Usage
+from tollgate.wire.sse import SSEDecoder
+
+_JSON = "application/json"
+
+
+class OpenAIAdapter:
+    """``POST {base_url}/chat/completions`` with ``Authorization: Bearer``."""
+
+    wire_format: WireFormat = "openai"
+    # OpenAI-compatible servers differ in what they accept; the plain OpenAI API accepts everything.
+    unsupported: Mapping[str, str] = {}
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self._base = deployment.base_url.rstrip("/")
+        self._headers = self._build_headers(deployment)
+
+    def _build_headers(self, deployment: Deployment) -> dict[str, str]:
+        headers = {"content-type": _JSON, "accept": _JSON}
+        if deployment.api_key:
+            headers["authorization"] = f"Bearer {deployment.api_key}"
+        headers.update(deployment.headers)
+        return headers
+
+    def _url(self, endpoint: str) -> str:
+        return f"{self._base}/{endpoint}"
+
+    def chat_request(self, req: ChatRequest) -> UpstreamRequest:
+        body = check_params(req.body, self.unsupported, self.deployment)
+        body = {**body, "model": self.deployment.model}
+        if req.stream and not req.include_usage:
+            # Ask for usage even when the client did not, so every stream is metered;
+            # the front door drops the extra usage chunk for that client.
+            opts = body.get("stream_options")
+            body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        return UpstreamRequest("POST", self._url("chat/completions"), self._headers, orjson.dumps(body))
+
+    def passthrough_request(self, path: str, body: JSONObject, raw: bytes | None) -> UpstreamRequest:
+        """Forward a body for another OpenAI endpoint (legacy completions) with only the model replaced."""
+        out = orjson.dumps({**body, "model": self.deployment.model})
+        return UpstreamRequest("POST", self._url(path), self._headers, out)
+
+    def parse_chat_response(self, body: bytes, req: ChatRequest) -> tuple[JSONObject, Usage | None]:
+        data = _load_object(body, self.deployment.provider)
+        if not isinstance(data.get("choices"), list):
+            raise ProviderProtocolError(
+                f"Provider '{self.deployment.provider}' returned a response without 'choices'.",
+                provider=self.deployment.provider,
+            )
+        return data, Usage.from_openai(data.get("usage"))
+
+    def chat_stream_decoder(self, req: ChatRequest) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder(self.deployment.provider)
+
+    def embeddings_request(self, body: JSONObject) -> UpstreamRequest:
+        out = orjson.dumps({**body, "model": self.deployment.model})
+        return UpstreamRequest("POST", self._url("embeddings"), self._headers, out)
+
+    def parse_embeddings_response(self, body: bytes, request_body: JSONObject) -> tuple[JSONObject, Usage | None]:
+        data = _load_object(body, self.deployment.provider)
+        return data, Usage.from_openai(data.get("usage"))
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        return classify_http_error(self.deployment.provider, status, headers, body)
+
+
+def _load_object(body: bytes, provider: str) -> JSONObject:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ProviderProtocolError(
+            f"Provider '{provider}' returned a body that is not JSON.", provider=provider
+        ) from None
+    if not isinstance(data, dict):
+        raise ProviderProtocolError(f"Provider '{provider}' returned a non-object JSON body.", provider=provider)
+    return data
+
+
+class OpenAIStreamDecoder:
+    """SSE ``data: {chunk}`` lines until ``data: [DONE]``; the usage chunk has empty ``choices``."""
+
+    __slots__ = ("_done", "_sse", "finish_reason", "provider", "usage")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._sse = SSEDecoder()
+        self._done = False
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, data: bytes) -> list[JSONObject]:
+        return self._decode(self._sse.feed(data))
+
+    def close(self) -> list[JSONObject]:
+        out = self._decode(self._sse.close())
+        if not self._done and self.finish_reason is None:
+            raise ProviderProtocolError(
+                f"Provider '{self.provider}' ended the stream before it finished.", provider=self.provider
+            )
+        return out
+
+    def _decode(self, events: list) -> list[JSONObject]:  # type: ignore[type-arg]
+        out: list[JSONObject] = []
+        for ev in events:
+            data = ev.data
+            if data == "[DONE]":
+                self._done = True
+                continue
+            if ev.event == "error":
+                raise UpstreamError(f"Provider '{self.provider}' sent an error mid-stream: {data[:300]}",
+                                    provider=self.provider)
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise ProviderProtocolError(
+                    f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
+                ) from None
+            if not isinstance(chunk, dict):
+                raise ProviderProtocolError(
+                    f"Provider '{self.provider}' sent a stream event that is not an object.", provider=self.provider
+                )
+            if "error" in chunk and "choices" not in chunk:
+                raise UpstreamError(
+                    f"Provider '{self.provider}' sent an error mid-stream.", provider=self.provider
+                )
+            usage = Usage.from_openai(chunk.get("usage"))
+            if usage is not None:
+                self.usage = usage
+            choices = chunk.get("choices")
+            if isinstance(choices, list):
+                for choice in choices:
+                    if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                        self.finish_reason = choice["finish_reason"]  # type: ignore[assignment]
+            out.append(chunk)
+        return out
+
+
+class OpenAICompatibleAdapter(OpenAIAdapter):
+    """Any server speaking the OpenAI API at its own ``base_url``; identical wire format."""

@@ -1,0 +1,1 @@
+"""Routing: from the model name a client asked for to the ordered candidate deployments."""

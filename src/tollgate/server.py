@@ -1,0 +1,72 @@
+"""Run the app on uvicorn (uvloop + httptools), with the start-up banner."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from tollgate.api.app import TollgateApp
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("tollgate")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def banner(app: TollgateApp, master_key: str, generated: bool) -> str:
+    s = app.settings
+    host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
+    url = f"http://{host}:{s.port}"
+    snap = app.gateway.snapshot
+    lines = [
+        f"Tollgate is listening on {url}",
+        f"  OpenAI-compatible:    {url}/v1  (chat/completions, embeddings, models, completions)",
+        f"  Anthropic-compatible: {url}  (POST /v1/messages)",
+        f"  Simple API:           POST {url}/chat",
+        f"  Storage:              {s.database_url}",
+        "  Providers:            "
+        + ", ".join(f"{p.name} ({p.type}, {p.source})" for p in snap.providers.values()),
+        f"  Config version:       {snap.version}",
+    ]
+    if generated:
+        lines += [
+            "",
+            "A master key was generated and saved (mode 600) to " + str(s.data_dir / "master.key") + ".",
+            "It is shown this once; keep it safe:",
+            "",
+            f"    {master_key}",
+            "",
+        ]
+    else:
+        where = {"env": "TOLLGATE_MASTER_KEY", "config": "the config file", "file": str(s.data_dir / "master.key")}
+        lines.append(f"  Master key:           from {where[s.master_key_from]}")
+    lines += [
+        "Authenticate with 'Authorization: Bearer <key>' (or 'x-api-key: <key>'). Try:",
+        f"  curl {url}/chat -H 'Authorization: Bearer $TOLLGATE_KEY' -d '{{\"prompt\": \"hello\"}}'",
+    ]
+    return "\n".join(lines)
+
+
+def run(app: TollgateApp, master_key: str, generated: bool) -> None:
+    s = app.settings
+    configure_logging(s.log_level)
+    print(banner(app, master_key, generated), file=sys.stderr, flush=True)
+    uvicorn.run(
+        app,
+        host=s.host,
+        port=s.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        server_header=False,
+        date_header=False,
+    )

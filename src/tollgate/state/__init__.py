@@ -1,0 +1,1 @@
+"""State behind small protocols, with backends chosen by URL scheme (memory://, sqlite:///...)."""

@@ -1,0 +1,1 @@
+"""Wire formats: the canonical OpenAI shapes and Server-Sent Events framing."""
