@@ -64,7 +64,6 @@ def serve(app: web.Application) -> Iterator[FakeServer]:
     """Start ``app`` on 127.0.0.1 in its own thread and event loop; stop it on exit."""
     port = free_port()
     server = FakeServer(base_url=f"http://127.0.0.1:{port}")
-    app["recorded"] = server.requests
 
     @web.middleware
     async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
