@@ -97,7 +97,7 @@ class UpstreamError(TollgateError):
 
     status = 502
     type = "upstream_error"
-    code = "upstream_error"
+    code: str | None = "upstream_error"
     retryable = False
 
     def __init__(
@@ -122,7 +122,7 @@ class UpstreamError(TollgateError):
 class ProviderBadRequestError(UpstreamError):
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
 
 class ProviderAuthError(UpstreamError):

@@ -12,6 +12,9 @@ from tests.fakes.harness import scenario_of
 
 ANSWER = "Hello from the fake OpenAI."
 
+# How slow_stream responses ended: a gateway that cancels upstream when its client leaves shows "aborted".
+STREAM_OUTCOMES: list[str] = []
+
 
 def _error(status: int, message: str, etype: str, code: str | None = None,
            headers: dict[str, str] | None = None) -> web.Response:
@@ -111,6 +114,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if include_usage and usage is not None:
         parts.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
     parts.append(b"data: [DONE]\n\n")
+    if scenario == "slow_stream":
+        try:
+            for part in parts * 20:  # long enough that the client leaves first
+                await asyncio.sleep(0.05)
+                await resp.write(part)
+        except (ConnectionResetError, asyncio.CancelledError):
+            STREAM_OUTCOMES.append("aborted")
+            raise
+        STREAM_OUTCOMES.append("completed")
+        return resp
     for i, part in enumerate(parts):
         if scenario in ("cut_stream", "stall_mid_stream") and i == 3:
             if scenario == "stall_mid_stream":
@@ -118,8 +131,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
             assert request.transport is not None
             request.transport.close()  # drop the connection mid-stream, no terminating chunk
             return resp
-        if scenario == "slow_stream":
-            await asyncio.sleep(0.05)
         await resp.write(part)
     await resp.write_eof()
     return resp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tollgate.api.http import Request, send_json
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from tollgate.state.keys import new_key_record

@@ -14,7 +14,7 @@ import orjson
 from tollgate.api.anthropic_codec import AnthropicStreamEncoder, decode_request, encode_response
 from tollgate.api.http import JSON_HEADERS, SSE_HEADERS, Request, send_bytes, send_json
 from tollgate.api.streaming import pump, race_disconnect
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed
 from tollgate.core.gateway import Gateway
 from tollgate.errors import TollgateError

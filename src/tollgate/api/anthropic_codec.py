@@ -277,7 +277,7 @@ class AnthropicStreamEncoder:
 
     def _start(self, chunk: JSONObject) -> bytes:
         self.started = True
-        message = {
+        message: JSONObject = {
             "id": message_id(),
             "type": "message",
             "role": "assistant",
@@ -299,11 +299,11 @@ class AnthropicStreamEncoder:
         out = self._close_block()
         self.block_index += 1
         self.block_kind = kind
-        start = {"type": "content_block_start", "index": self.block_index, "content_block": block}
+        start: JSONObject = {"type": "content_block_start", "index": self.block_index, "content_block": block}
         return out + encode_event("content_block_start", start)
 
     def _delta(self, delta: JSONObject) -> bytes:
-        body = {"type": "content_block_delta", "index": self.block_index, "delta": delta}
+        body: JSONObject = {"type": "content_block_delta", "index": self.block_index, "delta": delta}
         return encode_event("content_block_delta", body)
 
     def encode(self, chunks: list[JSONObject]) -> bytes:
@@ -344,7 +344,7 @@ class AnthropicStreamEncoder:
                 fn = call.get("function") if isinstance(call.get("function"), dict) else {}
                 assert isinstance(fn, dict)
                 if self.block_kind != kind:
-                    block = {
+                    block: JSONObject = {
                         "type": "tool_use",
                         "id": call.get("id") or "toolu_" + secrets.token_hex(12),
                         "name": fn.get("name") or "",
@@ -359,7 +359,7 @@ class AnthropicStreamEncoder:
     def end(self) -> bytes:
         out = b"" if self.started else self._start({})
         out += self._close_block()
-        delta = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": None}
+        delta: JSONObject = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": None}
         out += encode_event("message_delta", {"type": "message_delta", "delta": delta,
                                               "usage": anthropic_usage(self.usage)})
         return out + encode_event("message_stop", {"type": "message_stop"})

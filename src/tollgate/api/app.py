@@ -13,7 +13,7 @@ from tollgate.api.errors import anthropic_error, openai_error
 from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
 from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings, load_or_create_master_key, static_settings
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
@@ -118,9 +118,9 @@ class TollgateApp:
             await _send_error(send, ctx, exc, spec.render)
         except Exception:
             log.exception("unhandled error (request %s)", ctx.request_id)
-            exc = InternalError(f"The gateway failed to handle this request (request id {ctx.request_id}).")
-            ctx.status, ctx.error_type = 500, exc.type
-            await _send_error(send, ctx, exc, spec.render)
+            internal = InternalError(f"The gateway failed to handle this request (request id {ctx.request_id}).")
+            ctx.status, ctx.error_type = 500, internal.type
+            await _send_error(send, ctx, internal, spec.render)
         finally:
             if spec.front_door != "health":
                 gw.finalize(ctx)

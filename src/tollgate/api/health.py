@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tollgate.api.http import Request, send_json
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway
+from tollgate.types import JSONValue
 
 
 async def health(gw: Gateway, request: Request, ctx: RequestContext) -> None:
@@ -12,7 +13,7 @@ async def health(gw: Gateway, request: Request, ctx: RequestContext) -> None:
 
 
 async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
-    checks = {"config": "ok", "storage": "ok"}
+    checks: dict[str, JSONValue] = {"config": "ok", "storage": "ok"}
     status = 200
     try:
         await gw.keys.ping()

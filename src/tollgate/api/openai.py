@@ -7,11 +7,11 @@ import orjson
 from tollgate.api.errors import openai_error
 from tollgate.api.http import JSON_HEADERS, Request, send_bytes, send_json
 from tollgate.api.streaming import pump, race_disconnect
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, TollgateError
-from tollgate.types import JSONObject
+from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, parse_chat_request, parse_json_object
 from tollgate.wire.sse import DONE
 
@@ -73,7 +73,8 @@ async def embeddings(gw: Gateway, request: Request, ctx: RequestContext) -> None
 
 async def list_models(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     principal = await gw.authenticate(ctx, request.headers)
-    await send_json(request.send, 200, {"object": "list", "data": gw.visible_models(principal)}, ctx.response_headers())
+    data: list[JSONValue] = list(gw.visible_models(principal))
+    await send_json(request.send, 200, {"object": "list", "data": data}, ctx.response_headers())
 
 
 async def completions(gw: Gateway, request: Request, ctx: RequestContext) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tollgate.api.http import Request, send_json
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError

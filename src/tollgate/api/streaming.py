@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from tollgate.api.http import Request, end_stream, start_stream, stream_part, wait_for_disconnect
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.dispatch import ChunkStream
 from tollgate.errors import InternalError, TollgateError
 from tollgate.types import JSONObject
@@ -43,9 +43,9 @@ async def pump(request: Request, ctx: RequestContext, stream: ChunkStream, encod
             await stream_part(send, encoder.error(err))
         except Exception:
             log.exception("stream failed (request %s)", ctx.request_id)
-            err = InternalError(f"The stream failed inside the gateway (request {ctx.request_id}).")
-            ctx.status, ctx.error_type = 500, err.type
-            await stream_part(send, encoder.error(err))
+            internal = InternalError(f"The stream failed inside the gateway (request {ctx.request_id}).")
+            ctx.status, ctx.error_type = 500, internal.type
+            await stream_part(send, encoder.error(internal))
         finally:
             ctx.usage = stream.usage
         await end_stream(send)
@@ -54,10 +54,10 @@ async def pump(request: Request, ctx: RequestContext, stream: ChunkStream, encod
 
 
 async def race_disconnect(
-    request: Request, ctx: RequestContext, work: Callable[[], object], cleanup: Callable[[], object]
+    request: Request, ctx: RequestContext, work: Callable[[], Awaitable[None]], cleanup: Callable[[], object]
 ) -> None:
     """Run ``work`` until it finishes or the client disconnects; then always run ``cleanup``."""
-    task = asyncio.ensure_future(work())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(work())
     watcher = asyncio.ensure_future(wait_for_disconnect(request.receive))
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)

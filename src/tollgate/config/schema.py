@@ -60,7 +60,7 @@ class ModelConfig(_Strict):
         description="Where this logical model is served, in order of preference: "
         "the next one is tried when one fails with a retryable error before any byte reached the client.",
     )
-    description: str | None = Field(None, description="Free text shown in /v1/models.")
+    description: str | None = Field(None, description="Free text for the people who maintain this config.")
 
 
 class ServerConfig(_Strict):

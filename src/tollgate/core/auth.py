@@ -6,7 +6,7 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from tollgate.core.context import Principal
+from tollgate.context import Principal
 from tollgate.errors import AuthenticationError
 from tollgate.state.keys import KeyRecord, KeyStore, hash_key
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, UpstreamResponse
 from tollgate.errors import ProviderProtocolError, TollgateError, UnsupportedParameterError, UpstreamError

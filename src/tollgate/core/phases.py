@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Protocol
 
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.routing.resolver import Route
 
 

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from tollgate.core.context import RequestContext
+from tollgate.context import RequestContext
 from tollgate.errors import PermissionDeniedError
 from tollgate.routing.resolver import Route
 
 
 def model_allowed(patterns: tuple[str, ...], model: str) -> bool:
-    """An empty list allows everything; otherwise the requested name must match one pattern."""
-    return not patterns or any(p == model or fnmatchcase(model, p) for p in patterns)
+    """An empty list allows everything; otherwise the requested name must match one pattern.
+
+    A pattern without a provider (``gpt-4o*``) also matches that model at any provider
+    (``openai/gpt-4o-mini``, ``azure/gpt-4o``); ``openai/*`` matches only that provider.
+    """
+    if not patterns:
+        return True
+    _, sep, bare = model.partition("/")
+    for p in patterns:
+        if p == model or fnmatchcase(model, p):
+            return True
+        if sep and "/" not in p and (p == bare or fnmatchcase(bare, p)):
+            return True
+    return False
 
 
 class ModelAccessPolicy:

@@ -120,13 +120,14 @@ def handle_chat(body: JSONObject) -> DemoReply:
     model = str(body.get("model") or "tollgate-demo")
     prompt_text = " ".join(_text(m.get("content")) for m in messages if isinstance(m, dict))
     seed = hashlib.sha256(orjson.dumps(messages)).hexdigest()
-    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    n_raw = body.get("n")
+    n = n_raw if isinstance(n_raw, int) and n_raw > 0 else 1
     created = int(time.time())
     cid = "chatcmpl-demo" + seed[:20]
     tool = _pick_tool(body)
     choices: list[JSONObject] = []
     completion = 0
-    for i in range(max(1, n)):  # type: ignore[arg-type]
+    for i in range(n):
         if tool is not None:
             call = _tool_call(tool, seed, i)
             completion += _tokens(str(call["function"]))
@@ -137,7 +138,7 @@ def handle_chat(body: JSONObject) -> DemoReply:
             completion += _tokens(content)
             msg = {"role": "assistant", "content": content, "refusal": None}
             choices.append({"index": i, "message": msg, "logprobs": None, "finish_reason": finish})
-    usage = {
+    usage: JSONObject = {
         "prompt_tokens": _tokens(prompt_text),
         "completion_tokens": completion,
         "total_tokens": _tokens(prompt_text) + completion,

@@ -148,7 +148,7 @@ class OpenAIStreamDecoder:
             if isinstance(choices, list):
                 for choice in choices:
                     if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
-                        self.finish_reason = choice["finish_reason"]  # type: ignore[assignment]
+                        self.finish_reason = str(choice["finish_reason"])
             out.append(chunk)
         return out
 
