@@ -162,3 +162,29 @@ async def test_client_disconnect_cancels_the_upstream_stream(gw: RunningGateway)
     while len(openai_server.STREAM_OUTCOMES) == before and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert openai_server.STREAM_OUTCOMES[before:] == ["aborted"]
+
+
+async def test_simple_chat_api_with_x_api_key(gw: RunningGateway) -> None:
+    body = orjson.dumps({"prompt": "hello", "model": "openai/gpt-4o-mini"})
+    async with aiohttp.ClientSession() as session, session.post(
+        gw.base_url + "/chat", data=body, headers={"X-API-Key": gw.master_key}
+    ) as resp:
+        assert resp.status == 200
+        payload = await resp.json()
+    assert payload["response"] == "Hello from the fake OpenAI."
+    assert payload["provider"] == "openai" and payload["model"] == "gpt-4o-mini"
+    assert payload["cache_hit"] is False and payload["latency_ms"] > 0
+    assert payload["usage"]["completion_tokens"] == 5
+    assert payload["request_id"] == resp.headers["x-request-id"]
+
+
+async def test_simple_chat_defaults_to_a_configured_provider_and_validates(gw: RunningGateway) -> None:
+    status, headers, payload = await _post(gw, "/chat", b'{"prompt": "hi"}')
+    assert status == 200 and headers["x-tollgate-provider"] == "openai"
+    status, _, payload = await _post(gw, "/chat", b'{"prompt": ""}')
+    assert status == 400 and payload["error"]["param"] == "prompt"
+
+
+async def test_embeddings_input_is_validated(gw: RunningGateway) -> None:
+    status, _, payload = await _post(gw, "/v1/embeddings", b'{"model": "openai/x", "input": []}')
+    assert status == 400 and payload["error"]["param"] == "input"

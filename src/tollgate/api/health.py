@@ -9,7 +9,7 @@ from tollgate.types import JSONValue
 
 
 async def health(gw: Gateway, request: Request, ctx: RequestContext) -> None:
-    await send_json(request.send, 200, {"status": "ok"})
+    await send_json(request.send, 200, {"status": "ok"}, ctx.response_headers())
 
 
 async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
@@ -28,4 +28,5 @@ async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         status,
         {"status": "ready" if status == 200 else "not_ready", "checks": checks,
          "config_version": gw.snapshot.version},
+        ctx.response_headers(),
     )
