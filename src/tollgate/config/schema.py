@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -37,6 +38,12 @@ class ProviderConfig(_Strict):
         "Anthropic, Gemini and Ollama take the host root; Azure takes the resource endpoint.",
     )
     api_version: str | None = Field(None, description="Azure OpenAI api-version query parameter.")
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: object) -> object:
+        # YAML reads an unquoted 2024-10-21 as a date; the API wants the text.
+        return value.isoformat() if isinstance(value, date) else value
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent to this provider.")
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig, description="Timeouts for calls to this provider.")
     drop_unsupported_params: bool | None = Field(

@@ -111,3 +111,8 @@ def test_providers_from_env_reads_sdk_variables() -> None:
     assert providers_from_env({"OLLAMA_HOST": "http://gpu:9999"})["ollama"].base_url == "http://gpu:9999"
     # Azure needs both the key and the endpoint.
     assert "azure" not in providers_from_env({"AZURE_OPENAI_API_KEY": "az"})
+
+
+def test_unquoted_azure_api_version_is_read_as_text() -> None:
+    config = parse_config("providers:\n  az: {type: azure, api_version: 2024-06-01}\n", "c", {})
+    assert config.providers["az"].api_version == "2024-06-01"

@@ -34,7 +34,7 @@ def _text(content: JSONValue) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return " ".join(str(p["text"]) for p in content if isinstance(p, dict) and p.get("text"))
     return ""
 
 
@@ -130,7 +130,7 @@ def handle_chat(body: JSONObject) -> DemoReply:
     for i in range(n):
         if tool is not None:
             call = _tool_call(tool, seed, i)
-            completion += _tokens(str(call["function"]))
+            completion += _tokens(orjson.dumps(call["function"]).decode())
             msg: JSONObject = {"role": "assistant", "content": None, "tool_calls": [call]}
             choices.append({"index": i, "message": msg, "logprobs": None, "finish_reason": "tool_calls"})
         else:
