@@ -17,7 +17,7 @@ from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed
 from tollgate.core.gateway import Gateway
-from tollgate.errors import TollgateError
+from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, parse_json_object, text_of
@@ -32,12 +32,19 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await gw.authenticate(ctx, request.headers)
     raw = await request.body(gw.max_body_bytes)
     body = parse_json_object(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
+    route = gw.route(ctx, model)
+    if _native(gw, route):
+        # The provider validates its own format: blocks and tools only Anthropic knows must survive.
+        stream = body.get("stream") is True
+        ctx.stream = stream
+        native = ChatRequest(body=body, model=model, stream=stream, include_usage=stream, raw=raw)
+        await _passthrough(gw, request, ctx, native, body, raw, route)
+        return
     req = decode_request(body)
     ctx.stream = req.stream
-    route = gw.route(ctx, req.model)
-    if _native(gw, route):
-        await _passthrough(gw, request, ctx, req, body, raw, route)
-        return
     result = await gw.dispatcher.chat(ctx, req, route)
     if isinstance(result, Completed):
         ctx.usage = result.usage

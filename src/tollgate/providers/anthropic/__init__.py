@@ -1,0 +1,1 @@
+"""Anthropic Messages API: translation between the canonical (OpenAI) shapes and ``/v1/messages``."""

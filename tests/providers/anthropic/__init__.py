@@ -1,0 +1,1 @@
+"""Anthropic adapter tests: golden translation cases and error mapping."""
