@@ -1,0 +1,1 @@
+"""Google Gemini (Generative Language API: generateContent, streamGenerateContent, batchEmbedContents)."""

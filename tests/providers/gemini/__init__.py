@@ -1,0 +1,1 @@
+"""Tests of the Gemini adapter: golden request, response and stream cases, errors and schema cleaning."""
