@@ -33,8 +33,9 @@ class RunningGateway:
 
 
 @contextmanager
-def run_gateway(yaml_text: str = "", env: Mapping[str, str] | None = None, data_dir: str | None = None
-                ) -> Iterator[RunningGateway]:
+def run_gateway(
+    yaml_text: str = "", env: Mapping[str, str] | None = None, data_dir: str | None = None
+) -> Iterator[RunningGateway]:
     """A gateway with only the given env (no inherited provider keys), an in-memory key store by default."""
     full_env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "TOLLGATE_DATABASE_URL": "memory://"}
     if data_dir is not None:
@@ -44,8 +45,18 @@ def run_gateway(yaml_text: str = "", env: Mapping[str, str] | None = None, data_
     config = parse_config(yaml_text, "<test>", full_env)
     app, master_key, _ = create_app(config, full_env)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools",
-                                           lifespan="on", access_log=False, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+        )
+    )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 
 import orjson
 
@@ -65,8 +64,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 expires = time.time() + args.expires_in if args.expires_in else None
                 models = tuple(m for m in (args.models or "").split(",") if m)
                 key, record = new_key_record(
-                    name=args.name, user_id=args.user, team_id=args.team, role=args.role,
-                    expires_at=expires, allowed_models=models,
+                    name=args.name,
+                    user_id=args.user,
+                    team_id=args.team,
+                    role=args.role,
+                    expires_at=expires,
+                    allowed_models=models,
                 )
                 await store.put(record)
                 print(f"Created key {record.id} ({record.name}). It is shown only this once:\n\n    {key}\n")
@@ -78,8 +81,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
                     print(f"{'ID':<22} {'KEY':<14} {'NAME':<20} {'ROLE':<6} {'USER':<12} {'TEAM':<12} STATUS")
                     for r in records:
                         status = "revoked" if r.revoked_at else ("expired" if not r.is_active() else "active")
-                        print(f"{r.id:<22} {r.hint:<14} {r.name[:20]:<20} {r.role:<6} {(r.user_id or '-')[:12]:<12} "
-                              f"{(r.team_id or '-')[:12]:<12} {status}")
+                        print(
+                            f"{r.id:<22} {r.hint:<14} {r.name[:20]:<20} {r.role:<6} {(r.user_id or '-')[:12]:<12} "
+                            f"{(r.team_id or '-')[:12]:<12} {status}"
+                        )
             elif args.keys_cmd == "revoke":
                 record = await store.revoke(args.id, time.time())
                 if record is None:

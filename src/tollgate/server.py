@@ -30,8 +30,7 @@ def banner(app: TollgateApp, master_key: str, generated: bool) -> str:
         f"  Anthropic-compatible: {url}  (POST /v1/messages)",
         f"  Simple API:           POST {url}/chat",
         f"  Storage:              {s.database_url}",
-        "  Providers:            "
-        + ", ".join(f"{p.name} ({p.type}, {p.source})" for p in snap.providers.values()),
+        "  Providers:            " + ", ".join(f"{p.name} ({p.type}, {p.source})" for p in snap.providers.values()),
         f"  Config version:       {snap.version}",
     ]
     if generated:
@@ -44,7 +43,11 @@ def banner(app: TollgateApp, master_key: str, generated: bool) -> str:
             "",
         ]
     else:
-        where = {"env": "TOLLGATE_MASTER_KEY", "config": "the config file", "file": str(s.data_dir / "master.key")}
+        where = {
+            "env": "TOLLGATE_MASTER_KEY",
+            "config": "the config file",
+            "file": str(s.data_dir / "master.key"),
+        }
         lines.append(f"  Master key:           from {where[s.master_key_from]}")
     lines += [
         "Authenticate with 'Authorization: Bearer <key>' (or 'x-api-key: <key>'). Try:",

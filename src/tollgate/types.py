@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-JSONValue: TypeAlias = "str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]"
+JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
 JSONObject: TypeAlias = "dict[str, JSONValue]"
 JSONArray: TypeAlias = "list[JSONValue]"

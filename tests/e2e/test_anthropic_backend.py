@@ -122,9 +122,7 @@ def test_streaming_with_usage(oai: openai.OpenAI, fake_anthropic: FakeServer) ->
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == ANSWER
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
-        "stop"
-    ]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     last = chunks[-1]
     assert last.choices == []
     assert last.usage is not None
@@ -269,9 +267,7 @@ def test_broken_stream_ends_with_an_error_event(oai: openai.OpenAI, scenario: st
 
 def test_garbage_from_provider_is_a_502(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        oai.chat.completions.create(
-            model="claude-scenario-garbage", messages=[{"role": "user", "content": "x"}]
-        )
+        oai.chat.completions.create(model="claude-scenario-garbage", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 502
 
 
@@ -400,9 +396,7 @@ def test_provider_errors_reach_the_anthropic_client_in_its_format(claude: anthro
         )
     assert rate.value.response.headers["retry-after"] == "7"
     with pytest.raises(anthropic.APIStatusError) as auth:
-        claude.messages.create(
-            model="claude-scenario-401", max_tokens=10, messages=[{"role": "user", "content": "x"}]
-        )
+        claude.messages.create(model="claude-scenario-401", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert auth.value.status_code == 502
     assert UPSTREAM_KEY not in auth.value.response.text
 

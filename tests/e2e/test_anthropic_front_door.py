@@ -64,18 +64,25 @@ def test_stream_has_the_real_event_sequence(client: anthropic.Anthropic) -> None
 
 def test_tool_use_round_trip(client: anthropic.Anthropic, fake_openai: FakeServer) -> None:
     first = client.messages.create(
-        model="openai/gpt-4o-mini", max_tokens=50, tools=[WEATHER],
+        model="openai/gpt-4o-mini",
+        max_tokens=50,
+        tools=[WEATHER],
         messages=[{"role": "user", "content": "weather in Paris?"}],
     )
     assert first.stop_reason == "tool_use"
     tool_use = next(b for b in first.content if b.type == "tool_use")
     assert tool_use.name == "get_weather" and tool_use.input == {"city": "Paris"}
     second = client.messages.create(
-        model="openai/gpt-4o-mini", max_tokens=50, tools=[WEATHER],
+        model="openai/gpt-4o-mini",
+        max_tokens=50,
+        tools=[WEATHER],
         messages=[
             {"role": "user", "content": "weather in Paris?"},
             {"role": "assistant", "content": first.content},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "sunny"}],
+            },
         ],
     )
     assert second.content[0].text == "Hello from the fake OpenAI."
@@ -86,7 +93,9 @@ def test_tool_use_round_trip(client: anthropic.Anthropic, fake_openai: FakeServe
 
 def test_streamed_tool_use(client: anthropic.Anthropic) -> None:
     with client.messages.stream(
-        model="openai/gpt-4o-mini", max_tokens=50, tools=[WEATHER],
+        model="openai/gpt-4o-mini",
+        max_tokens=50,
+        tools=[WEATHER],
         messages=[{"role": "user", "content": "weather?"}],
     ) as stream:
         final = stream.get_final_message()
@@ -100,11 +109,15 @@ def test_errors_use_anthropic_shape(client: anthropic.Anthropic) -> None:
         client.messages.create(model="nope-model", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert info.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.RateLimitError):
-        client.messages.create(model="openai/scenario-429_retry_after", max_tokens=5,
-                               messages=[{"role": "user", "content": "x"}])
+        client.messages.create(
+            model="openai/scenario-429_retry_after", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(anthropic.BadRequestError) as bad:
-        client.messages.create(model="openai/gpt-4o-mini", max_tokens=0,  # type: ignore[arg-type]
-                               messages=[{"role": "user", "content": "x"}])
+        client.messages.create(
+            model="openai/gpt-4o-mini",
+            max_tokens=0,  # type: ignore[arg-type]
+            messages=[{"role": "user", "content": "x"}],
+        )
     assert "max_tokens" in str(bad.value)
 
 
@@ -115,9 +128,12 @@ def test_wrong_key_is_authentication_error(gw: RunningGateway) -> None:
 
 
 def test_cut_stream_raises_in_the_sdk(client: anthropic.Anthropic) -> None:
-    with pytest.raises(anthropic.APIError), client.messages.stream(
-        model="openai/scenario-cut_stream", max_tokens=50, messages=[{"role": "user", "content": "x"}]
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIError),
+        client.messages.stream(
+            model="openai/scenario-cut_stream", max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        ) as stream,
+    ):
         for _ in stream:
             pass
 

@@ -44,9 +44,7 @@ def _assert_azure_auth(upstream: Recorded, key: str = AZURE_KEY) -> None:
     assert key not in upstream.headers.get("Authorization", "")
 
 
-def test_chat_uses_the_deployment_path_api_version_and_api_key(
-    client: openai.OpenAI, fake_azure: FakeServer
-) -> None:
+def test_chat_uses_the_deployment_path_api_version_and_api_key(client: openai.OpenAI, fake_azure: FakeServer) -> None:
     resp = client.chat.completions.with_raw_response.create(
         model="azure/my-gpt4o-deployment", messages=[{"role": "user", "content": "hi"}], temperature=0.5
     )
@@ -81,9 +79,7 @@ def test_stream_with_usage(client: openai.OpenAI, fake_azure: FakeServer) -> Non
     _assert_azure_auth(fake_azure.last)
 
 
-def test_stream_without_usage_is_still_metered_upstream(
-    client: openai.OpenAI, fake_azure: FakeServer
-) -> None:
+def test_stream_without_usage_is_still_metered_upstream(client: openai.OpenAI, fake_azure: FakeServer) -> None:
     chunks = list(
         client.chat.completions.create(
             model="azure/my-gpt4o-deployment", messages=[{"role": "user", "content": "hi"}], stream=True
@@ -114,9 +110,7 @@ def test_rate_limit_maps_to_429_with_retry_after(client: openai.OpenAI) -> None:
 
 def test_upstream_auth_failure_is_502_without_the_key(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(
-            model="azure/scenario-401", messages=[{"role": "user", "content": "x"}]
-        )
+        client.chat.completions.create(model="azure/scenario-401", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 502
     assert AZURE_KEY not in info.value.response.text
 
@@ -153,9 +147,7 @@ models:
 
         client.chat.completions.create(model="azure-us/gpt4o-us", messages=messages)
         us = fake_azure.last
-        assert (
-            us.path == "/openai/deployments/gpt4o-us/chat/completions"
-        )  # the trailing /openai is not doubled
+        assert us.path == "/openai/deployments/gpt4o-us/chat/completions"  # the trailing /openai is not doubled
         assert us.query == {"api-version": "2025-01-01-preview"}
         _assert_azure_auth(us, "us-secret")
 

@@ -18,21 +18,35 @@ from tests.fakes.harness import free_port
 
 pytestmark = pytest.mark.slow
 
-CLEAN_ENV = {k: v for k, v in os.environ.items()
-             if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "AZURE_", "OLLAMA_", "TOLLGATE_"))}
+CLEAN_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "AZURE_", "OLLAMA_", "TOLLGATE_"))
+}
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tollgate", *args], cwd=cwd, env=CLEAN_ENV, text=True,
-                          capture_output=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tollgate", *args],
+        cwd=cwd,
+        env=CLEAN_ENV,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
     folder = tmp_path_factory.mktemp("fresh")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tollgate", "serve", "--port", str(port)], cwd=folder,
-                            env=CLEAN_ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tollgate", "serve", "--port", str(port)],
+        cwd=folder,
+        env=CLEAN_ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     banner = ""
     deadline = time.monotonic() + 20
@@ -85,8 +99,13 @@ def test_keys_made_by_the_cli_work_and_revocation_propagates(served: tuple[Path,
 def test_second_start_reuses_the_master_key_without_printing_it(served: tuple[Path, str, str]) -> None:
     folder, _, master = served
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tollgate", "serve", "--port", str(port)], cwd=folder,
-                            env=CLEAN_ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tollgate", "serve", "--port", str(port)],
+        cwd=folder,
+        env=CLEAN_ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         banner = ""

@@ -167,9 +167,7 @@ def test_stream_with_usage_matches_the_plain_answer(client: openai.OpenAI) -> No
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
-        "stop"
-    ]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     last = chunks[-1]
     assert last.choices == []
     assert last.usage is not None
@@ -179,9 +177,7 @@ def test_stream_with_usage_matches_the_plain_answer(client: openai.OpenAI) -> No
 
 
 def test_anthropic_sdk_text(claude: anthropic.Anthropic) -> None:
-    message = claude.messages.create(
-        model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "hi"}]
-    )
+    message = claude.messages.create(model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "hi"}])
     assert message.content[0].type == "text"
     assert message.content[0].text == f'{DEMO_NOTICE} You said: "hi"'
     assert message.stop_reason == "end_turn"
@@ -189,9 +185,7 @@ def test_anthropic_sdk_text(claude: anthropic.Anthropic) -> None:
 
 
 def test_anthropic_sdk_stream(claude: anthropic.Anthropic) -> None:
-    with claude.messages.stream(
-        model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
+    with claude.messages.stream(model=MODEL, max_tokens=200, messages=[{"role": "user", "content": "hi"}]) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_message()
     assert kinds[0] == "message_start"
@@ -239,9 +233,7 @@ def test_simple_chat_api(gw: RunningGateway, auth: str) -> None:
     assert data["model"] == "tollgate-demo"
     assert data["provider"] == "demo"
     assert data["usage"]["completion_tokens"] > 0
-    assert (
-        data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + data["usage"]["completion_tokens"]
-    )
+    assert data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + data["usage"]["completion_tokens"]
     assert data["cache_hit"] is False
     assert isinstance(data["latency_ms"], int | float)
     assert data["latency_ms"] >= 0

@@ -51,9 +51,7 @@ def _sent(fake: FakeServer) -> dict:
     return body
 
 
-def test_chat_goes_to_native_api_chat_without_credentials(
-    client: openai.OpenAI, fake_ollama: FakeServer
-) -> None:
+def test_chat_goes_to_native_api_chat_without_credentials(client: openai.OpenAI, fake_ollama: FakeServer) -> None:
     resp = client.chat.completions.with_raw_response.create(
         model="ollama/llama3.2",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
@@ -115,9 +113,7 @@ def test_stream_without_usage_hides_the_usage_chunk(client: openai.OpenAI) -> No
 
 def test_tool_call_and_tool_result_round_trip(client: openai.OpenAI, fake_ollama: FakeServer) -> None:
     messages: list = [{"role": "user", "content": "Weather in Paris?"}]
-    completion = client.chat.completions.create(
-        model="ollama/llama3.2", messages=messages, tools=[WEATHER_TOOL]
-    )
+    completion = client.chat.completions.create(model="ollama/llama3.2", messages=messages, tools=[WEATHER_TOOL])
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls is not None
@@ -174,9 +170,7 @@ def test_json_object_and_json_schema_formats(client: openai.OpenAI, fake_ollama:
     assert json.loads(completion.choices[0].message.content or "") == {"age": 42}
 
 
-def test_base64_image_reaches_ollama_and_url_image_is_400(
-    client: openai.OpenAI, fake_ollama: FakeServer
-) -> None:
+def test_base64_image_reaches_ollama_and_url_image_is_400(client: openai.OpenAI, fake_ollama: FakeServer) -> None:
     content = [
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
@@ -189,9 +183,7 @@ def test_base64_image_reaches_ollama_and_url_image_is_400(
     }
     remote = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(
-            model="ollama/llama3.2", messages=[{"role": "user", "content": remote}]
-        )
+        client.chat.completions.create(model="ollama/llama3.2", messages=[{"role": "user", "content": remote}])
     assert "https://example.com/cat.png" in info.value.message
 
 
@@ -236,27 +228,21 @@ def test_error_mid_stream_reaches_the_client(client: openai.OpenAI) -> None:
 
 def test_model_not_found_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(
-            model="ollama/scenario-404", messages=[{"role": "user", "content": "x"}]
-        )
+        client.chat.completions.create(model="ollama/scenario-404", messages=[{"role": "user", "content": "x"}])
     assert info.value.code == "model_not_found"
     assert "not found" in info.value.message
 
 
 def test_server_error_is_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(
-            model="ollama/scenario-500", messages=[{"role": "user", "content": "x"}]
-        )
+        client.chat.completions.create(model="ollama/scenario-500", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 502
     assert "ollama" in info.value.message
 
 
 def test_garbage_is_502(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(
-            model="ollama/scenario-garbage", messages=[{"role": "user", "content": "x"}]
-        )
+        client.chat.completions.create(model="ollama/scenario-garbage", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 502
 
 

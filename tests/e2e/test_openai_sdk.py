@@ -68,7 +68,9 @@ def test_bare_catalog_name_resolves_to_configured_openai(client: openai.OpenAI) 
 
 def test_streaming_with_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -78,8 +80,11 @@ def test_streaming_with_usage(client: openai.OpenAI) -> None:
 
 
 def test_streaming_without_usage_hides_the_usage_chunk(client: openai.OpenAI, fake_openai: FakeServer) -> None:
-    chunks = list(client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
     assert all(c.usage is None for c in chunks)
     assert all(c.choices for c in chunks)
     # The gateway still asked the provider for usage, so it can meter the stream.
@@ -88,12 +93,16 @@ def test_streaming_without_usage_hides_the_usage_chunk(client: openai.OpenAI, fa
 
 def test_tool_calls_round_trip_and_stream(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL])
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL]
+    )
     call = completion.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather" and call.function.arguments == '{"city": "Paris"}'
     stream = client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL],
-        stream=True)
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER_TOOL],
+        stream=True,
+    )
     args = ""
     for c in stream:
         for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
@@ -111,8 +120,9 @@ def test_fallback_on_provider_500_is_invisible_to_client(gw: RunningGateway, cli
 
 def test_provider_429_maps_to_429_with_retry_after(client: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model="openai/scenario-429_retry_after",
-                                       messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="openai/scenario-429_retry_after", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.response.headers["retry-after"] == "7"
 
 
@@ -126,14 +136,16 @@ def test_provider_401_is_a_502_naming_the_provider_not_the_key(client: openai.Op
 
 def test_provider_timeout_is_504(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(model="openai/scenario-timeout_before_headers",
-                                       messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="openai/scenario-timeout_before_headers", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.status_code == 504
 
 
 def test_cut_stream_ends_with_a_clean_error_event(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="openai/scenario-cut_stream",
-                                            messages=[{"role": "user", "content": "x"}], stream=True)
+    stream = client.chat.completions.create(
+        model="openai/scenario-cut_stream", messages=[{"role": "user", "content": "x"}], stream=True
+    )
     with pytest.raises(openai.APIError) as info:
         for _ in stream:
             pass
@@ -141,8 +153,9 @@ def test_cut_stream_ends_with_a_clean_error_event(client: openai.OpenAI) -> None
 
 
 def test_stalled_stream_is_cut_after_the_read_timeout(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="openai/scenario-stall_mid_stream",
-                                            messages=[{"role": "user", "content": "x"}], stream=True)
+    stream = client.chat.completions.create(
+        model="openai/scenario-stall_mid_stream", messages=[{"role": "user", "content": "x"}], stream=True
+    )
     with pytest.raises(openai.APIError) as info:
         for _ in stream:
             pass
@@ -177,17 +190,18 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
     assert "/v1/models" in info.value.message
 
 
-
 def test_demo_provider_streams_and_calls_tools(client: openai.OpenAI) -> None:
     text = "".join(
         c.choices[0].delta.content or ""
         for c in client.chat.completions.create(
-            model="demo/tollgate-demo", messages=[{"role": "user", "content": "ping"}], stream=True)
+            model="demo/tollgate-demo", messages=[{"role": "user", "content": "ping"}], stream=True
+        )
         if c.choices
     )
     assert "demo" in text and '"ping"' in text
     completion = client.chat.completions.create(
-        model="demo/tollgate-demo", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL])
+        model="demo/tollgate-demo", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL]
+    )
     call = completion.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather" and call.function.arguments == '{"city":"demo"}'
 
@@ -196,7 +210,8 @@ def test_demo_provider_streams_and_calls_tools(client: openai.OpenAI) -> None:
 async def test_async_client_streams(gw: RunningGateway) -> None:
     client = openai.AsyncOpenAI(base_url=gw.openai_base, api_key=gw.master_key, max_retries=0)
     stream = await client.chat.completions.create(
-        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "Hello from the fake OpenAI."
     await client.close()

@@ -55,9 +55,7 @@ TOOL_FIELDS = frozenset({"name", "description", "input_schema", "type", "cache_c
 
 def _error(status: int, etype: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     body = {"type": "error", "error": {"type": etype, "message": message}, "request_id": "req_fake"}
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
 def _invalid(message: str) -> web.Response:
@@ -243,9 +241,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _stream(request, body, tool_name if tool else None, scenario)
 
 
-async def _stream(
-    request: web.Request, body: JSONObject, tool_name: str | None, scenario: str
-) -> web.StreamResponse:
+async def _stream(request: web.Request, body: JSONObject, tool_name: str | None, scenario: str) -> web.StreamResponse:
     usage = _usage(body, 1)
     start = {
         "id": MESSAGE_ID,
@@ -270,9 +266,7 @@ async def _stream(
             )
         )
         for delta in deltas:
-            parts.append(
-                _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
-            )
+            parts.append(_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
         parts.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
 
     if tool_name is not None:

@@ -78,9 +78,7 @@ async def _failure(scenario: str) -> web.Response | None:
     if scenario == "403":
         return _error(403, "PERMISSION_DENIED", "Permission denied: Consumer has been suspended.")
     if scenario == "400":
-        return _error(
-            400, "INVALID_ARGUMENT", "* GenerateContentRequest.generation_config.temperature: must be <= 2"
-        )
+        return _error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.generation_config.temperature: must be <= 2")
     if scenario == "timeout_before_headers":
         await asyncio.sleep(30)
     if scenario == "garbage":
@@ -161,11 +159,7 @@ def _events(body: dict, model: str, scenario: str) -> list[dict]:  # type: ignor
         return [_response([_candidate(None, "SAFETY")], _usage(body, scenario, final=True), model)]
     call = _function_call(body)
     if call is not None:
-        return [
-            _response(
-                [_candidate([{"functionCall": call}], "STOP")], _usage(body, scenario, final=True), model
-            )
-        ]
+        return [_response([_candidate([{"functionCall": call}], "STOP")], _usage(body, scenario, final=True), model)]
     text = _answer_text(body)
     pieces = list(ANSWER_PIECES) if text == ANSWER else [text[: len(text) // 2], text[len(text) // 2 :]]
     count = body.get("generationConfig", {}).get("candidateCount", 1)

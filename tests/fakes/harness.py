@@ -23,7 +23,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -50,7 +50,7 @@ class FakeServer:
 
 def scenario_of(model: str) -> str:
     marker = "scenario-"
-    return model[model.index(marker) + len(marker):] if marker in model else "ok"
+    return model[model.index(marker) + len(marker) :] if marker in model else "ok"
 
 
 def free_port() -> int:
@@ -68,9 +68,7 @@ def serve(app: web.Application) -> Iterator[FakeServer]:
     @web.middleware
     async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
         body = await request.read()
-        server.requests.append(
-            Recorded(request.method, request.path, dict(request.query), dict(request.headers), body)
-        )
+        server.requests.append(Recorded(request.method, request.path, dict(request.query), dict(request.headers), body))
         return await handler(request)
 
     app.middlewares.insert(0, record)
@@ -93,10 +91,8 @@ def serve(app: web.Application) -> Iterator[FakeServer]:
         yield server
     finally:
         fut = asyncio.run_coroutine_threadsafe(runner.cleanup(), loop)
-        try:
+        with suppress(Exception):
             fut.result(5)
-        except Exception:
-            pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()

@@ -155,9 +155,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             request.transport.close()  # drop the connection before the done object
             return resp
         if scenario == "error_mid_stream" and i == 2:
-            await resp.write(
-                orjson.dumps({"error": "an error was encountered while running the model"}) + b"\n"
-            )
+            await resp.write(orjson.dumps({"error": "an error was encountered while running the model"}) + b"\n")
             break
         await resp.write(orjson.dumps(line) + b"\n")
     await resp.write_eof()

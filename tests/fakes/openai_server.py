@@ -16,8 +16,9 @@ ANSWER = "Hello from the fake OpenAI."
 STREAM_OUTCOMES: list[str] = []
 
 
-def _error(status: int, message: str, etype: str, code: str | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, message: str, etype: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
@@ -28,14 +29,17 @@ def _usage(body: dict, scenario: str) -> dict | None:  # type: ignore[type-arg]
     if scenario == "malformed_usage":
         return {"prompt_tokens": "many", "completion_tokens": None}
     prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
-    return {"prompt_tokens": prompt, "completion_tokens": 5, "total_tokens": prompt + 5,
-            "prompt_tokens_details": {"cached_tokens": 0}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": 5,
+        "total_tokens": prompt + 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 async def _failure(scenario: str) -> web.Response | None:
     if scenario == "429_retry_after":
-        return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
-                      {"retry-after": "7"})
+        return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", {"retry-after": "7"})
     if scenario == "500":
         return _error(500, "The server had an error while processing your request.", "server_error")
     if scenario == "401":
@@ -43,8 +47,12 @@ async def _failure(scenario: str) -> web.Response | None:
     if scenario == "400":
         return _error(400, "Invalid value for 'temperature': must be <= 2.", "invalid_request_error")
     if scenario == "context_length":
-        return _error(400, "This model's maximum context length is 128000 tokens.", "invalid_request_error",
-                      "context_length_exceeded")
+        return _error(
+            400,
+            "This model's maximum context length is 128000 tokens.",
+            "invalid_request_error",
+            "context_length_exceeded",
+        )
     if scenario == "timeout_before_headers":
         await asyncio.sleep(30)
     if scenario == "garbage":
@@ -59,8 +67,11 @@ def _tool_call(body: dict) -> dict | None:  # type: ignore[type-arg]
     if body["messages"][-1].get("role") == "tool":
         return None
     fn = tools[0]["function"]
-    return {"id": "call_fake123", "type": "function",
-            "function": {"name": fn["name"], "arguments": '{"city": "Paris"}'}}
+    return {
+        "id": "call_fake123",
+        "type": "function",
+        "function": {"name": fn["name"], "arguments": '{"city": "Paris"}'},
+    }
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -77,10 +88,20 @@ async def chat(request: web.Request) -> web.StreamResponse:
         if call:
             message["tool_calls"] = [call]
         out = {
-            "id": "chatcmpl-fake1", "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "tool_calls" if call else "stop"}],
-            "system_fingerprint": "fp_fake", "service_tier": "default",
+            "id": "chatcmpl-fake1",
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if call else "stop",
+                }
+            ],
+            "system_fingerprint": "fp_fake",
+            "service_tier": "default",
         }
         usage = _usage(body, scenario)
         if usage is not None:
@@ -89,8 +110,13 @@ async def chat(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await resp.prepare(request)
     include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-    base = {"id": "chatcmpl-fake1", "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "fp_fake"}
+    base = {
+        "id": "chatcmpl-fake1",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
     if include_usage:
         base["usage"] = None
 
@@ -100,8 +126,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
     parts = [event({"role": "assistant", "content": "", "refusal": None})]
     if call:
-        head = {"index": 0, "id": call["id"], "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""}}
+        head = {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
         parts.append(event({"tool_calls": [head]}))
         for piece in ('{"city', '": "Par', 'is"}'):
             parts.append(event({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
@@ -151,9 +181,14 @@ async def embeddings(request: web.Request) -> web.Response:
 async def completions(request: web.Request) -> web.StreamResponse:
     body = orjson.loads(await request.read())
     model = body.get("model", "")
-    out = {"id": "cmpl-fake1", "object": "text_completion", "created": int(time.time()), "model": model,
-           "choices": [{"text": " world", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-           "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}}
+    out = {
+        "id": "cmpl-fake1",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"text": " world", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+    }
     if not body.get("stream"):
         return web.Response(body=orjson.dumps(out), content_type="application/json")
     resp = web.StreamResponse(headers={"content-type": "text/event-stream"})

@@ -24,11 +24,13 @@ def gw(fake_openai: FakeServer) -> Iterator[RunningGateway]:
         yield running
 
 
-async def _post(gw: RunningGateway, path: str, body: bytes, headers: dict[str, str] | None = None
-                ) -> tuple[int, dict[str, str], dict]:  # type: ignore[type-arg]
-    async with aiohttp.ClientSession() as session, session.post(
-        gw.base_url + path, data=body, headers={**gw.auth(), **(headers or {})}
-    ) as resp:
+async def _post(
+    gw: RunningGateway, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], dict]:  # type: ignore[type-arg]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gw.base_url + path, data=body, headers={**gw.auth(), **(headers or {})}) as resp,
+    ):
         return resp.status, {k.lower(): v for k, v in resp.headers.items()}, orjson.loads(await resp.read())
 
 
@@ -43,18 +45,32 @@ CHAT = "/v1/chat/completions"
         (b"", None, "empty"),
         (b'{"model": "gpt-4o-mini"}', "messages", "'messages' is required"),
         (b'{"messages": [{"role": "user", "content": "x"}]}', "model", "'model' is required"),
-        (b'{"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]}', "messages[0].role", "role"),
-        (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
-         "temperature", "must be a number"),
-        (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
-         "stream", "boolean"),
-        (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 5}]}', "messages[0].content",
-         "string or an array"),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]}',
+            "messages[0].role",
+            "role",
+        ),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
+            "temperature",
+            "must be a number",
+        ),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            "stream",
+            "boolean",
+        ),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 5}]}',
+            "messages[0].content",
+            "string or an array",
+        ),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": 0}', "n", "between"),
     ],
 )
-async def test_bad_chat_bodies_get_400_in_openai_shape(gw: RunningGateway, body: bytes, param: str | None,
-                                                       fragment: str) -> None:
+async def test_bad_chat_bodies_get_400_in_openai_shape(
+    gw: RunningGateway, body: bytes, param: str | None, fragment: str
+) -> None:
     status, headers, payload = await _post(gw, CHAT, body)
     assert status == 400
     assert payload["error"]["type"] == "invalid_request_error"
@@ -109,9 +125,11 @@ async def test_health_and_readiness(gw: RunningGateway) -> None:
 async def test_virtual_key_lifecycle_through_admin_api(gw: RunningGateway) -> None:
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     async with aiohttp.ClientSession() as session:
-        async with session.post(gw.base_url + "/admin/keys", headers=gw.auth(),
-                                json={"name": "ci", "user_id": "u1", "team_id": "t1",
-                                      "allowed_models": ["gpt-4o*"]}) as resp:
+        async with session.post(
+            gw.base_url + "/admin/keys",
+            headers=gw.auth(),
+            json={"name": "ci", "user_id": "u1", "team_id": "t1", "allowed_models": ["gpt-4o*"]},
+        ) as resp:
             assert resp.status == 201
             created = await resp.json()
         key = created["key"]
@@ -143,13 +161,19 @@ async def test_virtual_key_lifecycle_through_admin_api(gw: RunningGateway) -> No
 
 async def test_client_disconnect_cancels_the_upstream_stream(gw: RunningGateway) -> None:
     before = len(openai_server.STREAM_OUTCOMES)
-    body = orjson.dumps({"model": "openai/scenario-slow_stream", "stream": True,
-                         "messages": [{"role": "user", "content": "x"}]})
+    body = orjson.dumps(
+        {
+            "model": "openai/scenario-slow_stream",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+    )
     host, port = gw.base_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.master_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
     )
     await writer.drain()
     assert b"200 OK" in await reader.readuntil(b"\r\n")
@@ -159,16 +183,18 @@ async def test_client_disconnect_cancels_the_upstream_stream(gw: RunningGateway)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     writer.close()
     deadline = time.monotonic() + 5
-    while len(openai_server.STREAM_OUTCOMES) == before and time.monotonic() < deadline:
+    # The fake runs in another thread, so there is no event to await: poll its record.
+    while len(openai_server.STREAM_OUTCOMES) == before and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     assert openai_server.STREAM_OUTCOMES[before:] == ["aborted"]
 
 
 async def test_simple_chat_api_with_x_api_key(gw: RunningGateway) -> None:
     body = orjson.dumps({"prompt": "hello", "model": "openai/gpt-4o-mini"})
-    async with aiohttp.ClientSession() as session, session.post(
-        gw.base_url + "/chat", data=body, headers={"X-API-Key": gw.master_key}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gw.base_url + "/chat", data=body, headers={"X-API-Key": gw.master_key}) as resp,
+    ):
         assert resp.status == 200
         payload = await resp.json()
     assert payload["response"] == "Hello from the fake OpenAI."

@@ -37,11 +37,13 @@ async def create_key(gw: Gateway, request: Request, ctx: RequestContext) -> None
         raise InvalidRequestError(f"'role' must be one of {', '.join(_ROLES)}.", param="role")
     models = body.get("allowed_models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-        raise InvalidRequestError("'allowed_models' must be an array of model names or patterns.",
-                                  param="allowed_models")
+        raise InvalidRequestError(
+            "'allowed_models' must be an array of model names or patterns.", param="allowed_models"
+        )
     expires_in = body.get("expires_in_seconds")
-    if expires_in is not None and (isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
-                                   or expires_in <= 0):
+    if expires_in is not None and (
+        isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0
+    ):
         raise InvalidRequestError("'expires_in_seconds' must be a positive number.", param="expires_in_seconds")
     metadata = body.get("metadata", {})
     if not isinstance(metadata, dict):
@@ -64,8 +66,9 @@ async def create_key(gw: Gateway, request: Request, ctx: RequestContext) -> None
 async def list_keys(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await _require_admin(gw, request, ctx)
     records = await gw.keys.list()
-    await send_json(request.send, 200, {"object": "list", "data": [r.public() for r in records]},
-                    ctx.response_headers())
+    await send_json(
+        request.send, 200, {"object": "list", "data": [r.public() for r in records]}, ctx.response_headers()
+    )
 
 
 async def revoke_key(gw: Gateway, request: Request, ctx: RequestContext) -> None:

@@ -55,7 +55,13 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
 
 
 async def _passthrough(
-    gw: Gateway, request: Request, ctx: RequestContext, req: ChatRequest, body: JSONObject, raw: bytes, route: Route
+    gw: Gateway,
+    request: Request,
+    ctx: RequestContext,
+    req: ChatRequest,
+    body: JSONObject,
+    raw: bytes,
+    route: Route,
 ) -> None:
     resp = await gw.dispatcher.passthrough(ctx, "messages", body, raw, route, stream=req.stream)
     assert ctx.deployment is not None

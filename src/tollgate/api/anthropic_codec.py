@@ -122,9 +122,7 @@ def _tool_result_text(result: JSONValue, where: str) -> str:
     if isinstance(result, str):
         return result
     if isinstance(result, list):
-        return "\n".join(
-            str(b.get("text", "")) for b in result if isinstance(b, dict) and b.get("type") == "text"
-        )
+        return "\n".join(str(b.get("text", "")) for b in result if isinstance(b, dict) and b.get("type") == "text")
     raise _err(f"'{where}.content' must be a string or an array of blocks.", f"{where}.content")
 
 
@@ -223,7 +221,10 @@ def _tool_input(arguments: JSONValue) -> JSONValue:
 
 def anthropic_usage(usage: Usage | None) -> JSONObject:
     u = usage or Usage()
-    out: JSONObject = {"input_tokens": u.prompt_tokens - u.cached_tokens, "output_tokens": u.completion_tokens}
+    out: JSONObject = {
+        "input_tokens": u.prompt_tokens - u.cached_tokens,
+        "output_tokens": u.completion_tokens,
+    }
     if u.cached_tokens:
         out["cache_read_input_tokens"] = u.cached_tokens
     return out
@@ -244,12 +245,14 @@ def encode_response(data: JSONObject, usage: Usage | None, model: str) -> JSONOb
         for call in calls:
             if isinstance(call, dict) and isinstance(call.get("function"), dict):
                 fn = call["function"]
-                content.append({
-                    "type": "tool_use",
-                    "id": call.get("id") or "toolu_" + secrets.token_hex(12),
-                    "name": fn.get("name"),  # type: ignore[union-attr]
-                    "input": _tool_input(fn.get("arguments")),  # type: ignore[union-attr]
-                })
+                content.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id") or "toolu_" + secrets.token_hex(12),
+                        "name": fn.get("name"),  # type: ignore[union-attr]
+                        "input": _tool_input(fn.get("arguments")),  # type: ignore[union-attr]
+                    }
+                )
     finish = choice.get("finish_reason") if isinstance(choice, dict) else None
     return {
         "id": message_id(),
@@ -360,8 +363,9 @@ class AnthropicStreamEncoder:
         out = b"" if self.started else self._start({})
         out += self._close_block()
         delta: JSONObject = {"stop_reason": self.stop_reason or "end_turn", "stop_sequence": None}
-        out += encode_event("message_delta", {"type": "message_delta", "delta": delta,
-                                              "usage": anthropic_usage(self.usage)})
+        out += encode_event(
+            "message_delta", {"type": "message_delta", "delta": delta, "usage": anthropic_usage(self.usage)}
+        )
         return out + encode_event("message_stop", {"type": "message_stop"})
 
     def error(self, err: TollgateError) -> bytes:

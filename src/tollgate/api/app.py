@@ -53,8 +53,9 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("POST", "/v1/completions"): comp,
         ("POST", "/completions"): comp,
         ("POST", "/v1/messages"): msgs,
-        ("POST", "/v1/messages/count_tokens"): RouteSpec(anthropic.count_tokens, "anthropic", "count_tokens",
-                                                         anthropic_error),
+        ("POST", "/v1/messages/count_tokens"): RouteSpec(
+            anthropic.count_tokens, "anthropic", "count_tokens", anthropic_error
+        ),
         ("POST", "/chat"): RouteSpec(simple.chat, "simple", "simple_chat"),
         ("GET", "/health"): RouteSpec(health.health, "health", "health"),
         ("GET", "/health/live"): RouteSpec(health.health, "health", "health"),

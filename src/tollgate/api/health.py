@@ -26,7 +26,10 @@ async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await send_json(
         request.send,
         status,
-        {"status": "ready" if status == 200 else "not_ready", "checks": checks,
-         "config_version": gw.snapshot.version},
+        {
+            "status": "ready" if status == 200 else "not_ready",
+            "checks": checks,
+            "config_version": gw.snapshot.version,
+        },
         ctx.response_headers(),
     )

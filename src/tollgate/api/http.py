@@ -74,9 +74,7 @@ class Request:
             if part:
                 size += len(part)
                 if size > limit:
-                    raise PayloadTooLargeError(
-                        f"The request body is larger than the gateway's limit of {limit} bytes."
-                    )
+                    raise PayloadTooLargeError(f"The request body is larger than the gateway's limit of {limit} bytes.")
                 chunks.append(part)
             if not message.get("more_body", False):
                 break

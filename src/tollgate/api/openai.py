@@ -91,7 +91,7 @@ async def completions(gw: Gateway, request: Request, ctx: RequestContext) -> Non
     route = gw.route(ctx, model)
     resp = await gw.dispatcher.passthrough(ctx, "completions", body, raw, route, stream=ctx.stream)
     content_type = resp.headers.get("content-type", "application/json")
-    headers = [(b"content-type", content_type.encode("latin-1"))] + ctx.response_headers()
+    headers = [(b"content-type", content_type.encode("latin-1")), *ctx.response_headers()]
     if not ctx.stream:
         data = await resp.read()
         try:
@@ -110,7 +110,13 @@ async def completions(gw: Gateway, request: Request, ctx: RequestContext) -> Non
                 await send({"type": "http.response.body", "body": part, "more_body": True})
         except TollgateError as err:
             ctx.status, ctx.error_type = err.status, err.type
-            await send({"type": "http.response.body", "body": OpenAIStreamEncoder(False).error(err), "more_body": True})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": OpenAIStreamEncoder(False).error(err),
+                    "more_body": True,
+                }
+            )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     await race_disconnect(request, ctx, run, resp.close)

@@ -20,7 +20,7 @@ def _ollama_url(host: str) -> str:
     if ":" not in rest.split("/", 1)[0]:
         rest = rest.replace("/", ":11434/", 1) if "/" in rest else rest + ":11434"
     if rest.startswith("0.0.0.0"):
-        rest = "127.0.0.1" + rest[len("0.0.0.0"):]
+        rest = "127.0.0.1" + rest[len("0.0.0.0") :]
     return f"{scheme}://{rest}"
 
 

@@ -39,8 +39,10 @@ def _interpolate(value: JSONValue, path: str, env: Mapping[str, str], problems: 
                 return got
             if default is not None:
                 return default
-            problems.append(f"{path or '<root>'}: environment variable {name} is not set (use ${{{name}:-default}} "
-                            "to give a default)")
+            problems.append(
+                f"{path or '<root>'}: environment variable {name} is not set (use ${{{name}:-default}} "
+                "to give a default)"
+            )
             return ""
 
         return _VAR.sub(sub, value)
@@ -107,8 +109,9 @@ def _check_references(config: TollgateConfig, source: str) -> None:
     types = get_args(ProviderType)
     for name, prov in config.providers.items():
         if prov.type is None and name not in types:
-            problems.append(f"providers.{name}.type: required, since {name!r} is not a known provider type "
-                            f"({', '.join(types)})")
+            problems.append(
+                f"providers.{name}.type: required, since {name!r} is not a known provider type ({', '.join(types)})"
+            )
     if problems:
         raise ConfigError(source, problems)
 

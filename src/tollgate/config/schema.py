@@ -27,10 +27,12 @@ class TimeoutsConfig(_Strict):
 
 class ProviderConfig(_Strict):
     type: ProviderType | None = Field(
-        None, description="Wire format of this provider. Defaults to the provider's name when that is a known type."
+        None,
+        description="Wire format of this provider. Defaults to the provider's name when that is a known type.",
     )
     api_key: str | None = Field(
-        None, description="The provider's API key. Use ${ENV_VAR} interpolation; never write a key in the file."
+        None,
+        description="The provider's API key. Use ${ENV_VAR} interpolation; never write a key in the file.",
     )
     base_url: str | None = Field(
         None,
@@ -44,6 +46,7 @@ class ProviderConfig(_Strict):
     def _date_as_text(cls, value: object) -> object:
         # YAML reads an unquoted 2024-10-21 as a date; the API wants the text.
         return value.isoformat() if isinstance(value, date) else value
+
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent to this provider.")
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig, description="Timeouts for calls to this provider.")
     drop_unsupported_params: bool | None = Field(
@@ -57,7 +60,9 @@ class ProviderConfig(_Strict):
 
 
 class DeploymentConfig(_Strict):
-    provider: str = Field(description="Name of a provider declared under 'providers' (or detected from the environment).")
+    provider: str = Field(
+        description="Name of a provider declared under 'providers' (or detected from the environment)."
+    )
     model: str = Field(description="The model id the provider knows (for Azure: the deployment name).")
 
 
@@ -100,7 +105,8 @@ class SettingsConfig(_Strict):
         "logical model, else a small model of the first configured provider, else the demo model.",
     )
     drop_unsupported_params: bool = Field(
-        False, description="Default for every provider: drop parameters a provider cannot honour instead of 400."
+        False,
+        description="Default for every provider: drop parameters a provider cannot honour instead of 400.",
     )
     detect_providers_from_env: bool = Field(
         True,
@@ -113,7 +119,8 @@ class TollgateConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig, description="Static settings: read at start.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Static settings: read at start.")
     providers: dict[str, ProviderConfig] = Field(
-        default_factory=dict, description="Upstream providers by name; models are addressed as <name>/<model>."
+        default_factory=dict,
+        description="Upstream providers by name; models are addressed as <name>/<model>.",
     )
     models: dict[str, ModelConfig] = Field(
         default_factory=dict, description="Logical model names (aliases) clients use, mapped to deployments."

@@ -10,10 +10,7 @@ from tollgate.context import Principal
 from tollgate.errors import AuthenticationError
 from tollgate.state.keys import KeyRecord, KeyStore, hash_key
 
-_MISSING = (
-    "Missing API key. Send your Tollgate key as 'Authorization: Bearer <key>' "
-    "(or in the 'x-api-key' header)."
-)
+_MISSING = "Missing API key. Send your Tollgate key as 'Authorization: Bearer <key>' (or in the 'x-api-key' header)."
 _INVALID = "Invalid API key. Check the key you send to Tollgate, or ask your gateway admin for a new one."
 
 # Positive entries live this long before they are re-read, so a revocation made by another process

@@ -33,7 +33,11 @@ class ChunkStream:
     """A started stream: the first chunks are already here; iterate for the rest. Always ``aclose()`` it."""
 
     def __init__(
-        self, first: list[JSONObject], decoder: StreamDecoder, resp: UpstreamResponse, body: AsyncIterator[bytes]
+        self,
+        first: list[JSONObject],
+        decoder: StreamDecoder,
+        resp: UpstreamResponse,
+        body: AsyncIterator[bytes],
     ) -> None:
         self.first = first
         self.decoder = decoder
@@ -147,7 +151,14 @@ class Dispatcher:
         raise last_error
 
     async def passthrough(
-        self, ctx: RequestContext, path: str, body: JSONObject, raw: bytes | None, route: Route, *, stream: bool
+        self,
+        ctx: RequestContext,
+        path: str,
+        body: JSONObject,
+        raw: bytes | None,
+        route: Route,
+        *,
+        stream: bool,
     ) -> UpstreamResponse:
         """Forward a body in the provider's own format (legacy completions, same-format requests)."""
         last_error: TollgateError | None = None

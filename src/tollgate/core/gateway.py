@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 import orjson
 
-from tollgate.core.auth import Authenticator, key_from_headers
 from tollgate.context import Principal, RequestContext
+from tollgate.core.auth import Authenticator, key_from_headers
 from tollgate.core.dispatch import Dispatcher
 from tollgate.core.phases import AdmitPolicy, FinalizePolicy
 from tollgate.core.snapshot import Snapshot

@@ -67,7 +67,8 @@ def _timeout(deployment: Deployment, when: str) -> ProviderTimeoutError:
 
 def _protocol(deployment: Deployment, exc: Exception) -> ProviderProtocolError:
     return ProviderProtocolError(
-        f"Provider '{deployment.provider}' broke the connection: {type(exc).__name__}.", provider=deployment.provider
+        f"Provider '{deployment.provider}' broke the connection: {type(exc).__name__}.",
+        provider=deployment.provider,
     )
 
 
@@ -131,7 +132,12 @@ class Transport:
         timeout = aiohttp.ClientTimeout(total=None if stream else t.total, sock_connect=t.connect, sock_read=t.read)
         try:
             resp = await self._session.request(
-                req.method, req.url, headers=req.headers, data=req.body, timeout=timeout, allow_redirects=False
+                req.method,
+                req.url,
+                headers=req.headers,
+                data=req.body,
+                timeout=timeout,
+                allow_redirects=False,
             )
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise _timeout(deployment, "before answering") from None

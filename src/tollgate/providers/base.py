@@ -167,7 +167,9 @@ def classify_http_error(provider: str, status: int, headers: Mapping[str, str], 
         )
     if status >= 500:
         return ProviderUnavailableError(
-            f"Provider '{provider}' failed with HTTP {status}: {detail}", provider=provider, upstream_status=status
+            f"Provider '{provider}' failed with HTTP {status}: {detail}",
+            provider=provider,
+            upstream_status=status,
         )
     err = ProviderBadRequestError(
         f"Provider '{provider}' rejected the request (HTTP {status}): {detail}",

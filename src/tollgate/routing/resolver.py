@@ -63,8 +63,9 @@ class ModelResolver:
         provider, sep, upstream = model.partition("/")
         if sep and provider in self._providers:
             if not upstream:
-                raise ModelNotFoundError(f"The model '{model}' names provider '{provider}' but no model. {_SEE}",
-                                         param="model")
+                raise ModelNotFoundError(
+                    f"The model '{model}' names provider '{provider}' but no model. {_SEE}", param="model"
+                )
             return Route(model, (self._make(provider, upstream),), False)
         ptype = provider_type_for(model)
         if ptype is not None:
@@ -73,8 +74,7 @@ class ModelResolver:
                 return Route(model, (self._make(name, model),), False)
             hint = _ENABLE_HINT.get(ptype, f"configure a provider of type '{ptype}'")
             raise ModelNotFoundError(
-                f"The model '{model}' is served by {ptype}, but no {ptype} provider is configured "
-                f"({hint}). {_SEE}",
+                f"The model '{model}' is served by {ptype}, but no {ptype} provider is configured ({hint}). {_SEE}",
                 param="model",
             )
         if sep:
@@ -83,8 +83,9 @@ class ModelResolver:
                 f"(configured: {', '.join(sorted(self._providers))}). {_SEE}",
                 param="model",
             )
-        raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it. {_SEE}",
-                                 param="model")
+        raise ModelNotFoundError(
+            f"The model '{model}' does not exist or you do not have access to it. {_SEE}", param="model"
+        )
 
     @property
     def logical_names(self) -> list[str]:

@@ -35,7 +35,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = "id, key_hash, hint, name, user_id, team_id, role, created_at, expires_at, revoked_at, allowed_models, metadata"
+_COLUMNS = (
+    "id, key_hash, hint, name, user_id, team_id, role, created_at, expires_at, revoked_at, allowed_models, metadata"
+)
 
 
 def _row(row: tuple) -> KeyRecord:  # type: ignore[type-arg]
@@ -70,7 +72,9 @@ class SQLiteDatabase:
             self._migrate()
 
     def _migrate(self) -> None:
-        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+        )
         done = {r[0] for r in self._conn.execute("SELECT version FROM schema_migrations")}
         for version, sql in enumerate(MIGRATIONS, start=1):
             if version in done:
@@ -105,12 +109,23 @@ class SQLiteKeyStore:
 
     async def put(self, record: KeyRecord) -> None:
         values = (
-            record.id, record.key_hash, record.hint, record.name, record.user_id, record.team_id, record.role,
-            record.created_at, record.expires_at, record.revoked_at,
-            orjson.dumps(list(record.allowed_models)).decode(), orjson.dumps(record.metadata).decode(),
+            record.id,
+            record.key_hash,
+            record.hint,
+            record.name,
+            record.user_id,
+            record.team_id,
+            record.role,
+            record.created_at,
+            record.expires_at,
+            record.revoked_at,
+            orjson.dumps(list(record.allowed_models)).decode(),
+            orjson.dumps(record.metadata).decode(),
         )
         await self._db.run(
-            lambda c: c.execute(f"INSERT OR REPLACE INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
+            lambda c: c.execute(
+                f"INSERT OR REPLACE INTO api_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values
+            )
         )
 
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None:

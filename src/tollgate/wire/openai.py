@@ -7,6 +7,7 @@ the trip untouched.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -189,20 +190,13 @@ def text_of(content: JSONValue) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)  # type: ignore[misc]
-        )
+        parts = [p.get("text") for p in content if isinstance(p, dict)]
+        return "".join(t for t in parts if isinstance(t, str))
     return ""
 
 
 def completion_id() -> str:
-    return "chatcmpl-" + _rand_id()
-
-
-def _rand_id() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")
+    return "chatcmpl-" + secrets.token_hex(12)
 
 
 def chat_completion(

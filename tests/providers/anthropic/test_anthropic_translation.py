@@ -166,9 +166,7 @@ def test_unsupported_parameter_is_rejected_by_name_or_dropped(param: str, value:
             {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [
-                    {"id": "t", "type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}
-                ],
+                "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}],
             },
             "messages[0].tool_calls[0].function.arguments",
         ),
@@ -232,9 +230,7 @@ def test_passthrough_replaces_only_the_model() -> None:
         "a_future_field": [1, 2],
     }
     before = copy.deepcopy(body)
-    upstream = _adapter(base_url="https://proxy.example/v1").passthrough_request(
-        "messages", body, orjson.dumps(body)
-    )
+    upstream = _adapter(base_url="https://proxy.example/v1").passthrough_request("messages", body, orjson.dumps(body))
     assert upstream.url == "https://proxy.example/v1/messages"
     assert upstream.headers["x-api-key"] == API_KEY
     assert upstream.body is not None
@@ -400,9 +396,7 @@ def test_overloaded_error_event_is_retryable_unavailable() -> None:
 
 def test_other_error_event_is_an_upstream_error() -> None:
     decoder = _stream_decoder()
-    error = _event(
-        "error", {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
-    )
+    error = _event("error", {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})
     with pytest.raises(UpstreamError) as info:
         decoder.feed(START + error)
     assert type(info.value) is UpstreamError
@@ -453,9 +447,7 @@ def test_401_names_the_provider_not_the_key_or_its_message() -> None:
 
 
 def test_400_carries_anthropic_message_for_the_caller() -> None:
-    err = _adapter().classify_error(
-        400, {}, _anthropic_error("invalid_request_error", "max_tokens: too large")
-    )
+    err = _adapter().classify_error(400, {}, _anthropic_error("invalid_request_error", "max_tokens: too large"))
     assert isinstance(err, ProviderBadRequestError)
     assert err.status == 400
     assert "max_tokens: too large" in err.message

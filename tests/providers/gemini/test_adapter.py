@@ -53,10 +53,7 @@ def test_registry_builds_the_gemini_adapter() -> None:
 def test_key_header_and_configured_headers() -> None:
     adapter = gemini(headers={"x-goog-user-project": "proj-1", "accept": "application/json; charset=utf-8"})
     upstream = adapter.chat_request(chat())
-    assert (
-        upstream.url
-        == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
-    )
+    assert upstream.url == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
     assert upstream.headers["x-goog-api-key"] == KEY
     assert upstream.headers["x-goog-user-project"] == "proj-1"
     assert upstream.headers["accept"] == "application/json; charset=utf-8"
@@ -84,9 +81,7 @@ def test_null_unsupported_parameters_count_as_absent() -> None:
 
 
 def test_a_tool_result_without_a_matching_call_is_a_400() -> None:
-    req = chat(
-        messages=[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "1"}]
-    )
+    req = chat(messages=[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "1"}])
     with pytest.raises(InvalidRequestError) as info:
         gemini().chat_request(req)
     assert info.value.param == "messages[1].tool_call_id"
@@ -222,9 +217,7 @@ def test_embeddings_response_as_floats_with_estimated_usage() -> None:
 
 def test_embeddings_response_packed_as_base64_float32() -> None:
     request: JSONObject = {"model": "m", "input": "x", "encoding_format": "base64"}
-    data, _ = gemini().parse_embeddings_response(
-        orjson.dumps({"embeddings": [{"values": [0.5, -1.0, 3]}]}), request
-    )
+    data, _ = gemini().parse_embeddings_response(orjson.dumps({"embeddings": [{"values": [0.5, -1.0, 3]}]}), request)
     items = data["data"]
     assert isinstance(items, list)
     assert isinstance(items[0], dict)
@@ -288,9 +281,7 @@ def test_a_last_event_without_a_trailing_blank_line_still_counts() -> None:
     event = b'data: {"candidates":[{"content":{"parts":[{"text":"!"}]},"finishReason":"STOP","index":0}]}'
     assert decoder.feed(event) == []
     tail = decoder.close()
-    assert [c["choices"] for c in tail][-1] == [
-        {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
-    ]
+    assert [c["choices"] for c in tail][-1] == [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]
 
 
 def test_several_candidates_stream_as_separate_choices() -> None:
@@ -307,8 +298,6 @@ def test_several_candidates_stream_as_separate_choices() -> None:
         (1, {"role": "assistant", "content": "B"}, None),
         (1, {}, "stop"),
     ]
-    later = {
-        "candidates": [{"content": {"parts": [{"text": "C"}]}, "finishReason": "MAX_TOKENS", "index": 0}]
-    }
+    later = {"candidates": [{"content": {"parts": [{"text": "C"}]}, "finishReason": "MAX_TOKENS", "index": 0}]}
     assert [c["delta"] for c in only_choices(decoder.feed(sse(later)))] == [{"content": "C"}, {}]
     assert decoder.finish_reason == "length"

@@ -67,16 +67,12 @@ def test_invalid_key_400_is_an_auth_error_naming_the_provider() -> None:
 
 
 def test_key_error_is_recognised_by_message_when_details_are_missing() -> None:
-    err = gemini().classify_error(
-        400, {}, body(400, "INVALID_ARGUMENT", "API Key not found. Please pass a valid key.")
-    )
+    err = gemini().classify_error(400, {}, body(400, "INVALID_ARGUMENT", "API Key not found. Please pass a valid key."))
     assert isinstance(err, ProviderAuthError)
 
 
 def test_permission_denied_is_an_auth_error() -> None:
-    err = gemini().classify_error(
-        403, {}, body(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers")
-    )
+    err = gemini().classify_error(403, {}, body(403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers"))
     assert isinstance(err, ProviderAuthError)
 
 
@@ -85,9 +81,7 @@ def test_resource_exhausted_takes_the_retry_delay_from_retry_info() -> None:
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaMetric": "requests"}]},
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"},
     ]
-    err = gemini().classify_error(
-        429, {}, body(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota", details)
-    )
+    err = gemini().classify_error(429, {}, body(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota", details))
     assert isinstance(err, ProviderRateLimitError)
     assert err.retryable
     assert err.status == 429
@@ -97,9 +91,7 @@ def test_resource_exhausted_takes_the_retry_delay_from_retry_info() -> None:
 
 def test_a_retry_after_header_wins_over_the_body() -> None:
     details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "30s"}]
-    err = gemini().classify_error(
-        429, {"retry-after": "3"}, body(429, "RESOURCE_EXHAUSTED", "quota", details)
-    )
+    err = gemini().classify_error(429, {"retry-after": "3"}, body(429, "RESOURCE_EXHAUSTED", "quota", details))
     assert err.retry_after == 3.0
 
 
@@ -153,9 +145,7 @@ def test_an_error_body_that_is_not_json() -> None:
 
 
 def test_an_error_event_mid_stream_raises_the_classified_error() -> None:
-    req = chat_request_from_body(
-        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
-    )
+    req = chat_request_from_body({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True})
     decoder = gemini().chat_stream_decoder(req)
     first = b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"index":0}]}\r\n\r\n'
     assert len(decoder.feed(first)) == 1
@@ -179,12 +169,8 @@ def test_a_malformed_response_is_a_protocol_error(payload: bytes) -> None:
     assert "'google'" in info.value.message
 
 
-@pytest.mark.parametrize(
-    "event", [b"data: not json\r\n\r\n", b"data: [1]\r\n\r\n"], ids=["not-json", "array"]
-)
+@pytest.mark.parametrize("event", [b"data: not json\r\n\r\n", b"data: [1]\r\n\r\n"], ids=["not-json", "array"])
 def test_a_malformed_stream_event_is_a_protocol_error(event: bytes) -> None:
-    req = chat_request_from_body(
-        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
-    )
+    req = chat_request_from_body({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True})
     with pytest.raises(ProviderProtocolError):
         gemini().chat_stream_decoder(req).feed(event)

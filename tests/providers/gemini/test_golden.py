@@ -84,13 +84,9 @@ def test_response_case(path: Path) -> None:
     assert usage_json(usage) == case["usage"]
 
 
-def decode_stream(
-    data: bytes, split: int | None
-) -> tuple[list[JSONObject], GeminiAdapter, Usage | None, str | None]:
+def decode_stream(data: bytes, split: int | None) -> tuple[list[JSONObject], GeminiAdapter, Usage | None, str | None]:
     gem = adapter()
-    decoder = gem.chat_stream_decoder(
-        request_of({"model": "x", "messages": [{"role": "user", "content": "hi"}]})
-    )
+    decoder = gem.chat_stream_decoder(request_of({"model": "x", "messages": [{"role": "user", "content": "hi"}]}))
     chunks: list[JSONObject] = []
     step = split or len(data)
     for start in range(0, len(data), step):
@@ -112,9 +108,7 @@ def test_stream_case(path: Path, split: int | None) -> None:
     assert finish == case["finish_reason"]
 
 
-def regenerate() -> (
-    None
-):  # pragma: no cover - a maintainer's tool: python -m tests.providers.gemini.test_golden
+def regenerate() -> None:  # pragma: no cover - a maintainer's tool: python -m tests.providers.gemini.test_golden
     """Fill in the expected outputs of response and stream cases from the current code, for review."""
     req = request_of({"model": "x", "messages": [{"role": "user", "content": "hi"}]})
     for path in cases("response"):
@@ -127,9 +121,7 @@ def regenerate() -> (
         raw = case["sse"]
         assert isinstance(raw, str)
         chunks, _, usage, finish = decode_stream(raw.encode(), None)
-        case.update(
-            chunks=[without_created(c) for c in chunks], usage=usage_json(usage), finish_reason=finish
-        )
+        case.update(chunks=[without_created(c) for c in chunks], usage=usage_json(usage), finish_reason=finish)
         path.write_bytes(orjson.dumps(case, option=orjson.OPT_INDENT_2) + b"\n")
 
 

@@ -93,9 +93,7 @@ def test_refs_to_defs_are_inlined() -> None:
             "home": {"$ref": "#/$defs/Address", "description": "Where they live"},
             "work": {"$ref": "#/definitions/Address"},
         },
-        "$defs": {
-            "Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-        },
+        "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
         "definitions": {"Address": {"$ref": "#/$defs/Address"}},
     }
     address = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

@@ -27,9 +27,7 @@ from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import chat_request_from_body
 
 CASES = Path(__file__).parent / "cases"
-DEPLOYMENT = Deployment(
-    provider="ollama", provider_type="ollama", model="llama3.2", base_url="http://127.0.0.1:11434"
-)
+DEPLOYMENT = Deployment(provider="ollama", provider_type="ollama", model="llama3.2", base_url="http://127.0.0.1:11434")
 _CALL_ID = re.compile(r"^call_(\d+)_[0-9a-f]{12}$")
 
 
@@ -52,9 +50,7 @@ def _normalized(value: JSONValue) -> JSONValue:
     if isinstance(value, dict):
         out: JSONObject = {}
         for key, item in value.items():
-            if key in ("created",) or (
-                key == "id" and isinstance(item, str) and item.startswith("chatcmpl-")
-            ):
+            if key in ("created",) or (key == "id" and isinstance(item, str) and item.startswith("chatcmpl-")):
                 continue
             if key == "id" and isinstance(item, str) and (m := _CALL_ID.match(item)):
                 out[key] = f"call_{m.group(1)}_HASH"
@@ -143,9 +139,7 @@ def test_no_auth_header_by_default_and_bearer_with_a_key() -> None:
     assert headers["x-extra"] == "1"
 
 
-@pytest.mark.parametrize(
-    "base", ["http://h:11434", "http://h:11434/", "http://h:11434/v1", "http://h:11434/api/"]
-)
+@pytest.mark.parametrize("base", ["http://h:11434", "http://h:11434/", "http://h:11434/v1", "http://h:11434/api/"])
 def test_base_url_is_the_server_root(base: str) -> None:
     req = chat_request_from_body({"model": "m", "messages": [{"role": "user", "content": "x"}]})
     assert _adapter(base_url=base).chat_request(req).url == "http://h:11434/api/chat"
@@ -223,9 +217,7 @@ def test_tool_call_arguments_must_be_a_json_object() -> None:
         {"role": "user", "content": "x"},
         {
             "role": "assistant",
-            "tool_calls": [
-                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "not json"}}
-            ],
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "not json"}}],
         },
     ]
     with pytest.raises(InvalidRequestError) as info:
@@ -358,9 +350,7 @@ def test_token_array_embedding_input_is_rejected() -> None:
 
 def test_classify_error() -> None:
     adapter = _adapter()
-    not_found = adapter.classify_error(
-        404, {}, b'{"error":"model \\"llama9\\" not found, try pulling it first"}'
-    )
+    not_found = adapter.classify_error(404, {}, b'{"error":"model \\"llama9\\" not found, try pulling it first"}')
     assert isinstance(not_found, ProviderBadRequestError)
     assert (not_found.status, not_found.code) == (404, "model_not_found")
     assert "llama9" in not_found.message

@@ -12,43 +12,72 @@ from tollgate.wire.sse import SSEDecoder
 
 
 def test_decode_full_request() -> None:
-    req = decode_request({
-        "model": "m", "max_tokens": 10, "system": [{"type": "text", "text": "sys"}],
-        "temperature": 0.3, "stop_sequences": ["X"], "metadata": {"user_id": "u"},
-        "tools": [{"name": "t", "description": "d", "input_schema": {"type": "object"}}],
-        "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
-        "messages": [
-            {"role": "user", "content": [
-                {"type": "text", "text": "look"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "QUJD"}},
-            ]},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "hmm", "signature": "s"},
-                {"type": "text", "text": "calling"},
-                {"type": "tool_use", "id": "tu1", "name": "t", "input": {"a": 1}},
-            ]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "tu1", "content": [{"type": "text", "text": "ok"}]},
-                {"type": "text", "text": "thanks"},
-            ]},
-        ],
-        "stream": True,
-    })
+    req = decode_request(
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "system": [{"type": "text", "text": "sys"}],
+            "temperature": 0.3,
+            "stop_sequences": ["X"],
+            "metadata": {"user_id": "u"},
+            "tools": [{"name": "t", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "look"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/jpeg", "data": "QUJD"},
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                        {"type": "text", "text": "calling"},
+                        {"type": "tool_use", "id": "tu1", "name": "t", "input": {"a": 1}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "tu1",
+                            "content": [{"type": "text", "text": "ok"}],
+                        },
+                        {"type": "text", "text": "thanks"},
+                    ],
+                },
+            ],
+            "stream": True,
+        }
+    )
     body = req.body
     assert req.stream and req.include_usage
     assert body["messages"] == [
         {"role": "system", "content": "sys"},
-        {"role": "user", "content": [
-            {"type": "text", "text": "look"},
-            {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}},
-        ]},
-        {"role": "assistant", "content": "calling", "tool_calls": [
-            {"id": "tu1", "type": "function", "function": {"name": "t", "arguments": '{"a":1}'}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "calling",
+            "tool_calls": [{"id": "tu1", "type": "function", "function": {"name": "t", "arguments": '{"a":1}'}}],
+        },
         {"role": "tool", "tool_call_id": "tu1", "content": "ok"},
         {"role": "user", "content": "thanks"},
     ]
-    assert body["tools"] == [{"type": "function", "function": {"name": "t", "parameters": {"type": "object"},
-                                                               "description": "d"}}]
+    assert body["tools"] == [
+        {"type": "function", "function": {"name": "t", "parameters": {"type": "object"}, "description": "d"}}
+    ]
     assert body["tool_choice"] == "required" and body["parallel_tool_calls"] is False
     assert body["stop"] == ["X"] and body["user"] == "u" and body["max_tokens"] == 10
 
@@ -71,12 +100,27 @@ def test_decode_rejects_bad_requests(patch: dict, fragment: str) -> None:  # typ
 
 
 def test_encode_response_with_tool_use() -> None:
-    data = {"model": "gpt-x", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": "sure",
-        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 2}'}}]}}]}
+    data = {
+        "model": "gpt-x",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "sure",
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 2}'}}
+                    ],
+                },
+            }
+        ],
+    }
     msg = encode_response(data, Usage(10, 3, cached_tokens=4), "alias")
-    assert msg["content"] == [{"type": "text", "text": "sure"},
-                              {"type": "tool_use", "id": "c1", "name": "f", "input": {"x": 2}}]
+    assert msg["content"] == [
+        {"type": "text", "text": "sure"},
+        {"type": "tool_use", "id": "c1", "name": "f", "input": {"x": 2}},
+    ]
     assert msg["stop_reason"] == "tool_use" and msg["model"] == "gpt-x"
     assert msg["usage"] == {"input_tokens": 6, "output_tokens": 3, "cache_read_input_tokens": 4}
 
@@ -86,8 +130,15 @@ def _events(data: bytes) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
 
 
 def _chunk(delta: dict | None = None, finish: str | None = None, usage: dict | None = None) -> dict:  # type: ignore[type-arg]
-    out: dict = {"id": "c", "model": "up", "choices": [] if delta is None else [  # type: ignore[type-arg]
-        {"index": 0, "delta": delta, "finish_reason": finish}]}
+    out: dict = {
+        "id": "c",
+        "model": "up",
+        "choices": []
+        if delta is None
+        else [  # type: ignore[type-arg]
+            {"index": 0, "delta": delta, "finish_reason": finish}
+        ],
+    }
     if usage:
         out["usage"] = usage
     return out
@@ -96,18 +147,39 @@ def _chunk(delta: dict | None = None, finish: str | None = None, usage: dict | N
 def test_stream_encoder_text_then_tool_use_sequence() -> None:
     enc = AnthropicStreamEncoder("alias")
     out = enc.encode([_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hi"})])
-    out += enc.encode([_chunk({"tool_calls": [{"index": 0, "id": "c1", "type": "function",
-                                               "function": {"name": "f", "arguments": ""}}]}),
-                       _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}),
-                       _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
-                       _chunk({}, "tool_calls"),
-                       _chunk(None, usage={"prompt_tokens": 7, "completion_tokens": 2})])
+    out += enc.encode(
+        [
+            _chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": ""},
+                        }
+                    ]
+                }
+            ),
+            _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}),
+            _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+            _chunk({}, "tool_calls"),
+            _chunk(None, usage={"prompt_tokens": 7, "completion_tokens": 2}),
+        ]
+    )
     out += enc.end()
     events = _events(out)
     assert [name for name, _ in events] == [
-        "message_start", "content_block_start", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
-        "message_delta", "message_stop",
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
     ]
     assert events[1][1]["content_block"] == {"type": "text", "text": ""}
     assert events[4][1]["index"] == 1

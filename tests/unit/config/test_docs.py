@@ -34,6 +34,12 @@ def test_every_key_is_documented() -> None:
     text = DOC.read_text()
     paths = _paths(TollgateConfig, "")
     assert "providers.<name>.timeouts.read" in paths and "models.<name>.deployments[].model" in paths
-    missing = [p for p in paths if f"`{p}`" not in text and p not in ("server", "storage", "settings")
-               and p not in MAPS and p not in MAPS.values()]
+    missing = [
+        p
+        for p in paths
+        if f"`{p}`" not in text
+        and p not in ("server", "storage", "settings")
+        and p not in MAPS
+        and p not in MAPS.values()
+    ]
     assert not missing, f"undocumented config keys: {missing}"

@@ -87,21 +87,35 @@ def test_shipped_examples_are_valid() -> None:
     root = Path(__file__).resolve().parents[3] / "examples"
     files = sorted(root.glob("*.yaml"))
     assert files, "examples/ must ship config files"
-    env = {name: "x" for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_OPENAI_API_KEY",
-                                  "AZURE_OPENAI_ENDPOINT", "GROQ_API_KEY", "TOLLGATE_MASTER_KEY")}
+    env = {
+        name: "x"
+        for name in (
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+            "AZURE_OPENAI_API_KEY",
+            "AZURE_OPENAI_ENDPOINT",
+            "GROQ_API_KEY",
+            "TOLLGATE_MASTER_KEY",
+        )
+    }
     for f in files:
         load_config_file(f, env)
 
 
 def test_providers_from_env_reads_sdk_variables() -> None:
-    found = providers_from_env({
-        "OPENAI_API_KEY": "sk-o", "OPENAI_BASE_URL": "http://o/v1",
-        "ANTHROPIC_API_KEY": "sk-a",
-        "GOOGLE_API_KEY": "g",
-        "AZURE_OPENAI_API_KEY": "az", "AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com",
-        "OPENAI_API_VERSION": "2025-01-01",
-        "OLLAMA_HOST": "0.0.0.0",
-    })
+    found = providers_from_env(
+        {
+            "OPENAI_API_KEY": "sk-o",
+            "OPENAI_BASE_URL": "http://o/v1",
+            "ANTHROPIC_API_KEY": "sk-a",
+            "GOOGLE_API_KEY": "g",
+            "AZURE_OPENAI_API_KEY": "az",
+            "AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com",
+            "OPENAI_API_VERSION": "2025-01-01",
+            "OLLAMA_HOST": "0.0.0.0",
+        }
+    )
     assert found["openai"].base_url == "http://o/v1" and found["openai"].api_key == "sk-o"
     assert found["anthropic"].base_url == "https://api.anthropic.com"
     assert found["gemini"].api_key == "g"

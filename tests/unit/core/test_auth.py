@@ -29,7 +29,11 @@ async def test_master_and_virtual_keys() -> None:
     await store.put(record)
     principal = await auth.authenticate(key)
     assert (principal.key_id, principal.user_id, principal.team_id, principal.is_admin) == (
-        record.id, "u1", "t1", False)
+        record.id,
+        "u1",
+        "t1",
+        False,
+    )
     with pytest.raises(AuthenticationError, match="Missing"):
         await auth.authenticate(None)
     with pytest.raises(AuthenticationError, match="Invalid"):

@@ -16,8 +16,10 @@ def _snap(yaml_text: str = "", env: dict[str, str] | None = None) -> Snapshot:
 
 
 def test_logical_model_keeps_deployment_order() -> None:
-    snap = _snap("models:\n  fast:\n    deployments: [{provider: openai, model: a}, {provider: demo, model: b}]\n",
-                 {"OPENAI_API_KEY": "k"})
+    snap = _snap(
+        "models:\n  fast:\n    deployments: [{provider: openai, model: a}, {provider: demo, model: b}]\n",
+        {"OPENAI_API_KEY": "k"},
+    )
     route = snap.resolve("fast")
     assert route.logical and [d.label for d in route.candidates] == ["openai/a", "demo/b"]
 

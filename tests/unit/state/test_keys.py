@@ -22,8 +22,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 async def test_put_get_list_revoke(store: ManagedKeyStore) -> None:
-    key, record = new_key_record(name="svc", user_id="u", team_id="t", allowed_models=("gpt-4o*",),
-                                 metadata={"cost_center": "42"})
+    key, record = new_key_record(
+        name="svc", user_id="u", team_id="t", allowed_models=("gpt-4o*",), metadata={"cost_center": "42"}
+    )
     await store.put(record)
     got = await store.get_by_hash(hash_key(key))
     assert got == record
@@ -41,8 +42,11 @@ async def test_sqlite_never_stores_the_clear_key_and_survives_reopen(tmp_path: P
     key, record = new_key_record(name="svc")
     await store.put(record)
     await store.close()
-    raw = (tmp_path / "k.db").read_bytes() + (tmp_path / "k.db-wal").read_bytes() if (
-        tmp_path / "k.db-wal").exists() else (tmp_path / "k.db").read_bytes()
+    raw = (
+        (tmp_path / "k.db").read_bytes() + (tmp_path / "k.db-wal").read_bytes()
+        if (tmp_path / "k.db-wal").exists()
+        else (tmp_path / "k.db").read_bytes()
+    )
     assert key.encode() not in raw
     reopened = open_key_store(url)  # migrations are idempotent
     assert await reopened.get_by_hash(hash_key(key)) == record

@@ -6,12 +6,7 @@ import pytest
 
 from tollgate.wire.sse import SSEDecoder
 
-STREAM = (
-    b": keep-alive\n\n"
-    b"event: message_start\ndata: {\"a\": 1}\n\n"
-    b"data: line1\ndata: line2\n\n"
-    b"data: [DONE]\n\n"
-)
+STREAM = b': keep-alive\n\nevent: message_start\ndata: {"a": 1}\n\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n'
 EXPECTED = [("message_start", '{"a": 1}'), ("", "line1\nline2"), ("", "[DONE]")]
 
 
@@ -28,7 +23,7 @@ def _decode(parts: list[bytes]) -> list[tuple[str, str]]:
 def test_every_split_point_and_line_ending(newline: bytes) -> None:
     data = STREAM.replace(b"\n", newline)
     assert _decode([data]) == EXPECTED
-    assert _decode([data[i:i + 1] for i in range(len(data))]) == EXPECTED
+    assert _decode([data[i : i + 1] for i in range(len(data))]) == EXPECTED
     for cut in range(len(data)):
         assert _decode([data[:cut], data[cut:]]) == EXPECTED
 

@@ -64,9 +64,7 @@ class AnthropicAdapter:
     def embeddings_request(self, body: JSONObject) -> UpstreamRequest:
         raise self._no_embeddings()
 
-    def parse_embeddings_response(
-        self, body: bytes, request_body: JSONObject
-    ) -> tuple[JSONObject, Usage | None]:
+    def parse_embeddings_response(self, body: bytes, request_body: JSONObject) -> tuple[JSONObject, Usage | None]:
         raise self._no_embeddings()
 
     def _no_embeddings(self) -> InvalidRequestError:

@@ -309,9 +309,7 @@ def convert_tool_choice(choice: JSONValue, parallel: JSONValue, has_tools: bool)
             raise _err("'tool_choice.function.name' must be a string.", "tool_choice")
         out = {"type": "tool", "name": name}
     else:
-        raise _err(
-            "'tool_choice' must be 'auto', 'required', 'none' or {'type': 'function', ...}.", "tool_choice"
-        )
+        raise _err("'tool_choice' must be 'auto', 'required', 'none' or {'type': 'function', ...}.", "tool_choice")
     if parallel is False and out["type"] != "none":
         out["disable_parallel_tool_use"] = True
     return out

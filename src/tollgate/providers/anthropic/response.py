@@ -75,9 +75,7 @@ def load_object(body: bytes, provider: str) -> JSONObject:
             f"Provider '{provider}' returned a body that is not JSON.", provider=provider
         ) from None
     if not isinstance(data, dict):
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a non-object JSON body.", provider=provider
-        )
+        raise ProviderProtocolError(f"Provider '{provider}' returned a non-object JSON body.", provider=provider)
     return data
 
 

@@ -63,7 +63,8 @@ def _answer_text(messages: list[JSONValue]) -> str:
     if isinstance(last, dict) and last.get("role") == "tool":
         return f"{DEMO_NOTICE} The tool returned: {_text(last.get('content'))[:200]}"
     user = next(
-        (_text(m.get("content")) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), ""
+        (_text(m.get("content")) for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"),
+        "",
     )
     return f'{DEMO_NOTICE} You said: "{user[:200]}"'
 
@@ -74,7 +75,12 @@ def _pick_tool(body: JSONObject) -> JSONObject | None:
     messages = body.get("messages")
     if not isinstance(tools, list) or not tools or choice == "none":
         return None
-    if isinstance(messages, list) and messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+    if (
+        isinstance(messages, list)
+        and messages
+        and isinstance(messages[-1], dict)
+        and messages[-1].get("role") == "tool"
+    ):
         return None  # the tool already answered: now the model speaks
     wanted = None
     if isinstance(choice, dict):
@@ -98,7 +104,9 @@ def _choice_content(body: JSONObject, text: str) -> tuple[str, str]:
     if isinstance(fmt, dict) and fmt.get("type") == "json_object":
         return orjson.dumps({"answer": text, "demo": True}).decode(), "stop"
     stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)] if isinstance(stop, list) else []
+    stops = (
+        [stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)] if isinstance(stop, list) else []
+    )
     for s in stops:
         if s and s in text:
             return text[: text.index(s)], "stop"
@@ -146,8 +154,11 @@ def handle_chat(body: JSONObject) -> DemoReply:
     if body.get("stream") is True:
         opts = body.get("stream_options")
         with_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-        return DemoReply(200, parts=_stream(cid, model, created, choices, usage if with_usage else None),
-                         content_type="text/event-stream")
+        return DemoReply(
+            200,
+            parts=_stream(cid, model, created, choices, usage if with_usage else None),
+            content_type="text/event-stream",
+        )
     out = {
         "id": cid,
         "object": "chat.completion",
@@ -168,7 +179,9 @@ def _stream(cid: str, model: str, created: int, choices: list[JSONObject], usage
     base: JSONObject = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
 
     def chunk(index: int, delta: JSONObject, finish: str | None = None) -> bytes:
-        return _event({**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        return _event(
+            {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        )
 
     parts: list[bytes] = []
     for choice in choices:
@@ -181,8 +194,12 @@ def _stream(cid: str, model: str, created: int, choices: list[JSONObject], usage
             for k, call in enumerate(calls):
                 assert isinstance(call, dict) and isinstance(call["function"], dict)
                 args = str(call["function"]["arguments"])
-                head = {"index": k, "id": call["id"], "type": "function",
-                        "function": {"name": call["function"]["name"], "arguments": ""}}
+                head = {
+                    "index": k,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
                 parts.append(chunk(i, {"tool_calls": [head]}))
                 mid = len(args) // 2
                 for piece in (args[:mid], args[mid:]):
@@ -226,6 +243,12 @@ def handle(path: str, body: JSONObject) -> DemoReply:
         return handle_chat(body)
     if path.endswith("/embeddings"):
         return handle_embeddings(body)
-    error = {"error": {"message": f"The demo provider does not serve {path}.", "type": "invalid_request_error",
-                       "param": None, "code": "unsupported_endpoint"}}
+    error = {
+        "error": {
+            "message": f"The demo provider does not serve {path}.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "unsupported_endpoint",
+        }
+    }
     return DemoReply(404, body=orjson.dumps(error))

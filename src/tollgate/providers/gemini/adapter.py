@@ -77,9 +77,7 @@ class GeminiAdapter:
         texts = _embedding_inputs(body.get("input"))
         fmt = body.get("encoding_format")
         if fmt not in (None, "float", "base64"):
-            raise InvalidRequestError(
-                "'encoding_format' must be 'float' or 'base64'.", param="encoding_format"
-            )
+            raise InvalidRequestError("'encoding_format' must be 'float' or 'base64'.", param="encoding_format")
         dimensions = body.get("dimensions")
         if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)):
             raise InvalidRequestError("'dimensions' must be an integer.", param="dimensions")
@@ -92,9 +90,7 @@ class GeminiAdapter:
             requests.append(item)
         return UpstreamRequest("POST", self._embed_url, self._headers, orjson.dumps({"requests": requests}))
 
-    def parse_embeddings_response(
-        self, body: bytes, request_body: JSONObject
-    ) -> tuple[JSONObject, Usage | None]:
+    def parse_embeddings_response(self, body: bytes, request_body: JSONObject) -> tuple[JSONObject, Usage | None]:
         """``{"embeddings": [{"values": [...]}]}`` → the OpenAI list, base64-packed when the client asked
         (the openai SDK asks by default). batchEmbedContents reports no token counts, so usage is an
         estimate of four characters per token, marked ``estimated``."""
@@ -151,8 +147,7 @@ def _embedding_inputs(value: JSONValue) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return [str(v) for v in value]
     raise UnsupportedParameterError(
-        "'input' must be a string or an array of strings for Gemini embeddings "
-        "(token arrays are not supported).",
+        "'input' must be a string or an array of strings for Gemini embeddings (token arrays are not supported).",
         param="input",
     )
 

@@ -298,9 +298,7 @@ def _generation_config(body: JSONObject) -> JSONObject:
     effort = body.get("reasoning_effort")
     if effort is not None:
         if not isinstance(effort, str) or effort not in _THINKING_BUDGETS:
-            raise _bad(
-                f"'reasoning_effort' must be one of {', '.join(_THINKING_BUDGETS)}.", "reasoning_effort"
-            )
+            raise _bad(f"'reasoning_effort' must be one of {', '.join(_THINKING_BUDGETS)}.", "reasoning_effort")
         config["thinkingConfig"] = {"thinkingBudget": _THINKING_BUDGETS[effort]}
     return config
 

@@ -79,9 +79,7 @@ class CandidateParts:
     calls: list[JSONObject] = field(default_factory=list)
 
 
-def read_parts(
-    candidate: JSONObject, response_id: str, first_call_index: int, provider: str
-) -> CandidateParts:
+def read_parts(candidate: JSONObject, response_id: str, first_call_index: int, provider: str) -> CandidateParts:
     """Text (thought summaries skipped) and function calls as canonical ``tool_calls`` entries."""
     out = CandidateParts()
     content = candidate.get("content")
@@ -157,9 +155,7 @@ def parse_response(data: JSONObject, model: str, provider: str) -> tuple[JSONObj
                 "index": candidate_index(candidate) if "index" in candidate else position,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": finish_reason(
-                    reason if isinstance(reason, str) else "STOP", bool(parts.calls)
-                ),
+                "finish_reason": finish_reason(reason if isinstance(reason, str) else "STOP", bool(parts.calls)),
             }
         )
     if not choices:

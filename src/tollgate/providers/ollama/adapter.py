@@ -189,9 +189,7 @@ class OllamaAdapter:
 
     def embeddings_request(self, body: JSONObject) -> UpstreamRequest:
         value = body.get("input")
-        if not (
-            isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-        ):
+        if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
             raise UnsupportedParameterError(
                 f"Provider '{self.deployment.provider}' embeds text only: 'input' must be a string or an "
                 "array of strings (token arrays are not supported).",
@@ -207,9 +205,7 @@ class OllamaAdapter:
             out["dimensions"] = body["dimensions"]
         return UpstreamRequest("POST", f"{self._base}/api/embed", self._headers, orjson.dumps(out))
 
-    def parse_embeddings_response(
-        self, body: bytes, request_body: JSONObject
-    ) -> tuple[JSONObject, Usage | None]:
+    def parse_embeddings_response(self, body: bytes, request_body: JSONObject) -> tuple[JSONObject, Usage | None]:
         provider = self.deployment.provider
         data = load_object(body, provider)
         vectors = data.get("embeddings")
@@ -243,7 +239,5 @@ class OllamaAdapter:
 def _base64_floats(vector: list[JSONValue], provider: str) -> str:
     """OpenAI's ``encoding_format: base64``: little-endian float32s (the openai SDK's default request)."""
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vector):
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a non-numeric embedding.", provider=provider
-        )
+        raise ProviderProtocolError(f"Provider '{provider}' returned a non-numeric embedding.", provider=provider)
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")

@@ -31,13 +31,9 @@ def load_object(body: bytes, provider: str) -> JSONObject:
             f"Provider '{provider}' returned a body that is not JSON.", provider=provider
         ) from None
     if not isinstance(data, dict):
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a non-object JSON body.", provider=provider
-        )
+        raise ProviderProtocolError(f"Provider '{provider}' returned a non-object JSON body.", provider=provider)
     if "error" in data and "message" not in data:
-        raise UpstreamError(
-            f"Provider '{provider}' returned an error: {_error_text(data)}", provider=provider
-        )
+        raise UpstreamError(f"Provider '{provider}' returned an error: {_error_text(data)}", provider=provider)
     return data
 
 
@@ -64,9 +60,7 @@ def finish_reason(data: JSONObject, had_tool_calls: bool) -> str:
     return "tool_calls" if had_tool_calls and reason == "stop" else reason
 
 
-def canonical_tool_calls(
-    raw: JSONValue, seed: str, start: int = 0, *, with_index: bool = False
-) -> list[JSONValue]:
+def canonical_tool_calls(raw: JSONValue, seed: str, start: int = 0, *, with_index: bool = False) -> list[JSONValue]:
     """Ollama tool calls (arguments as objects) → OpenAI ones (arguments as JSON strings, with ids).
 
     Ollama sends no call id (or, in newer versions, one clients need not rely on), so the id is derived
@@ -98,9 +92,7 @@ def canonical_tool_calls(
 def parse_chat(data: JSONObject, fallback_model: str, provider: str) -> tuple[JSONObject, Usage | None]:
     message = data.get("message")
     if not isinstance(message, dict):
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a response without 'message'.", provider=provider
-        )
+        raise ProviderProtocolError(f"Provider '{provider}' returned a response without 'message'.", provider=provider)
     seed = str(data.get("created_at") or "")
     calls = canonical_tool_calls(message.get("tool_calls"), seed)
     content = message.get("content")

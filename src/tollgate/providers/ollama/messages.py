@@ -59,9 +59,7 @@ def _text(content: JSONValue, where: str, provider: str) -> tuple[str, list[JSON
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
-        raise InvalidRequestError(
-            f"'{where}.content' must be a string or an array.", param=f"{where}.content"
-        )
+        raise InvalidRequestError(f"'{where}.content' must be a string or an array.", param=f"{where}.content")
     texts: list[str] = []
     images: list[JSONValue] = []
     for j, part in enumerate(content):

@@ -125,22 +125,24 @@ class OpenAIStreamDecoder:
                 self._done = True
                 continue
             if ev.event == "error":
-                raise UpstreamError(f"Provider '{self.provider}' sent an error mid-stream: {data[:300]}",
-                                    provider=self.provider)
+                raise UpstreamError(
+                    f"Provider '{self.provider}' sent an error mid-stream: {data[:300]}",
+                    provider=self.provider,
+                )
             try:
                 chunk = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise ProviderProtocolError(
-                    f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
+                    f"Provider '{self.provider}' sent a stream event that is not JSON.",
+                    provider=self.provider,
                 ) from None
             if not isinstance(chunk, dict):
                 raise ProviderProtocolError(
-                    f"Provider '{self.provider}' sent a stream event that is not an object.", provider=self.provider
+                    f"Provider '{self.provider}' sent a stream event that is not an object.",
+                    provider=self.provider,
                 )
             if "error" in chunk and "choices" not in chunk:
-                raise UpstreamError(
-                    f"Provider '{self.provider}' sent an error mid-stream.", provider=self.provider
-                )
+                raise UpstreamError(f"Provider '{self.provider}' sent an error mid-stream.", provider=self.provider)
             usage = Usage.from_openai(chunk.get("usage"))
             if usage is not None:
                 self.usage = usage
