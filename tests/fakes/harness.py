@@ -15,6 +15,9 @@ gateway does not forward client headers to providers:
     no_usage                a normal answer without usage
     malformed_usage         usage with wrong types
     slow_stream             stream with a 50 ms pause between chunks
+
+Some fakes add provider-specific ones (Anthropic: 529 overloaded; Gemini: safety, blocked, 503, 403,
+unfinished_stream; Ollama: 404 model not found, error_mid_stream); each fake's module lists its own.
 """
 
 from __future__ import annotations
