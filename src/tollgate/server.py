@@ -71,5 +71,7 @@ def run(app: TollgateApp, master_key: str, generated: bool) -> None:
         log_level="warning",
         timeout_graceful_shutdown=30,
         server_header=False,
+        # X-Forwarded-For is not trusted by default: a gateway must not let callers pick their address.
+        proxy_headers=False,
         date_header=False,
     )

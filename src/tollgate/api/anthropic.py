@@ -15,7 +15,7 @@ from tollgate.api.anthropic_codec import AnthropicStreamEncoder, decode_request,
 from tollgate.api.http import JSON_HEADERS, SSE_HEADERS, Request, send_bytes, send_json
 from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
-from tollgate.core.dispatch import Completed
+from tollgate.core.dispatch import ChunkStream, Completed
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.routing.resolver import Route
@@ -51,6 +51,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         message = encode_response(result.data, result.usage, req.model)
         await send_json(request.send, 200, message, ctx.response_headers())
         return
+    assert isinstance(result, ChunkStream)
     await pump(request, ctx, result, AnthropicStreamEncoder(req.model))
 
 

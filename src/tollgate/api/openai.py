@@ -8,7 +8,7 @@ from tollgate.api.errors import openai_error
 from tollgate.api.http import JSON_HEADERS, Request, send_bytes, send_json
 from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
-from tollgate.core.dispatch import Completed
+from tollgate.core.dispatch import Completed, RelayStream
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.types import JSONObject, JSONValue
@@ -42,18 +42,38 @@ class OpenAIStreamEncoder:
         return b"data: " + orjson.dumps(openai_error(err)) + b"\n\n"
 
 
+class RelayEncoder:
+    """For relayed streams: the bytes are already the client's format, including the final [DONE]."""
+
+    __slots__ = ()
+
+    def encode(self, piece: bytes) -> bytes:
+        return piece
+
+    def end(self) -> bytes:
+        return b""
+
+    def error(self, err: TollgateError) -> bytes:
+        return b"data: " + orjson.dumps(openai_error(err)) + b"\n\n"
+
+
+_RELAY = RelayEncoder()
+
+
 async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await gw.authenticate(ctx, request.headers)
     req = parse_chat_request(await request.body(gw.max_body_bytes))
     ctx.stream = req.stream
     route = gw.route(ctx, req.model)
-    result = await gw.dispatcher.chat(ctx, req, route)
+    result = await gw.dispatcher.chat(ctx, req, route, relay=None if gw.stream_filters else "openai")
     if isinstance(result, Completed):
         ctx.usage = result.usage
         body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
         await send_bytes(request.send, 200, body, JSON_HEADERS + ctx.response_headers())
-        return
-    await pump(request, ctx, result, OpenAIStreamEncoder(req.include_usage))
+    elif isinstance(result, RelayStream):
+        await pump(request, ctx, result, _RELAY)
+    else:
+        await pump(request, ctx, result, OpenAIStreamEncoder(req.include_usage))
 
 
 async def embeddings(gw: Gateway, request: Request, ctx: RequestContext) -> None:

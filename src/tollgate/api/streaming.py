@@ -3,53 +3,67 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 
-from tollgate.api.http import Request, end_stream, start_stream, stream_part, wait_for_disconnect
+from tollgate.api.http import Request, start_stream, stream_part, wait_for_disconnect
 from tollgate.context import RequestContext
-from tollgate.core.dispatch import ChunkStream
 from tollgate.errors import InternalError, TollgateError
-from tollgate.types import JSONObject
+from tollgate.wire.openai import Usage
 
 log = logging.getLogger("tollgate")
 
+Piece = TypeVar("Piece")
+PieceIn = TypeVar("PieceIn", contravariant=True)
+PieceOut = TypeVar("PieceOut", covariant=True)
 
-class StreamEncoder(Protocol):
-    """Canonical chunks in, the client's wire bytes out."""
 
-    def encode(self, chunks: list[JSONObject]) -> bytes: ...
+class StreamEncoder(Protocol[PieceIn]):
+    """Stream pieces in (canonical chunks, or relayed bytes), the client's wire bytes out."""
+
+    def encode(self, piece: PieceIn) -> bytes: ...
 
     def end(self) -> bytes: ...
 
     def error(self, err: TollgateError) -> bytes: ...
 
 
-async def pump(request: Request, ctx: RequestContext, stream: ChunkStream, encoder: StreamEncoder) -> None:
-    """Send headers, then every chunk; a mid-stream failure becomes a terminal error event."""
+class PieceStream(Protocol[PieceOut]):
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def __aiter__(self) -> AsyncIterator[PieceOut]: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def pump(
+    request: Request, ctx: RequestContext, stream: PieceStream[Piece], encoder: StreamEncoder[Piece]
+) -> None:
+    """Send headers, then every piece; a mid-stream failure becomes a terminal error event."""
     send = request.send
-    await start_stream(send, ctx.response_headers())
 
     async def run() -> None:
+        await start_stream(send, ctx.response_headers())
         try:
-            async for chunks in stream:
-                data = encoder.encode(chunks)
+            async for piece in stream:
+                data = encoder.encode(piece)
                 if data:
                     await stream_part(send, data)
-            await stream_part(send, encoder.end())
+            final = encoder.end()
         except TollgateError as err:
             ctx.status, ctx.error_type = err.status, err.type
-            await stream_part(send, encoder.error(err))
+            final = encoder.error(err)
         except Exception:
             log.exception("stream failed (request %s)", ctx.request_id)
             internal = InternalError(f"The stream failed inside the gateway (request {ctx.request_id}).")
             ctx.status, ctx.error_type = 500, internal.type
-            await stream_part(send, encoder.error(internal))
+            final = encoder.error(internal)
         finally:
             ctx.usage = stream.usage
-        await end_stream(send)
+        # The closing bytes travel with the end of the body: one send fewer per stream.
+        await send({"type": "http.response.body", "body": final, "more_body": False})
 
     await race_disconnect(request, ctx, run, stream.aclose)
 
@@ -57,23 +71,33 @@ async def pump(request: Request, ctx: RequestContext, stream: ChunkStream, encod
 async def race_disconnect(
     request: Request, ctx: RequestContext, work: Callable[[], Awaitable[None]], cleanup: Callable[[], object]
 ) -> None:
-    """Run ``work`` until it finishes or the client disconnects; then always run ``cleanup``."""
-    task = asyncio.ensure_future(work())
-    watcher = asyncio.ensure_future(wait_for_disconnect(request.receive))
+    """Run ``work``; if the client disconnects first, cancel it. Then always run ``cleanup``.
+
+    One watcher task cancels this task on disconnect (cheaper than racing two tasks per stream).
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"gone": False, "finished": False}
+
+    async def watch() -> None:
+        await wait_for_disconnect(request.receive)
+        if not state["finished"]:
+            state["gone"] = True
+            task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            ctx.client_disconnected = True
-            ctx.status = 499
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        else:
-            task.result()
+        await work()
+        state["finished"] = True
+    except asyncio.CancelledError:
+        if not state["gone"]:
+            raise
+        task.uncancel()
+        ctx.client_disconnected = True
+        ctx.status = 499
     finally:
+        state["finished"] = True
         watcher.cancel()
-        if not task.done():
-            task.cancel()
         result = cleanup()
         if asyncio.iscoroutine(result):
             await result

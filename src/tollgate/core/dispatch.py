@@ -14,7 +14,7 @@ from tollgate.context import RequestContext
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, UpstreamResponse
 from tollgate.errors import ProviderProtocolError, TollgateError, UnsupportedParameterError, UpstreamError
-from tollgate.providers.base import ProviderAdapter, StreamDecoder, UpstreamRequest
+from tollgate.providers.base import ProviderAdapter, RelayDecoder, StreamDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
@@ -66,12 +66,47 @@ class ChunkStream:
             await aclose()
 
 
+class RelayStream:
+    """A started stream forwarded in the provider's own format: pieces are bytes for the client."""
+
+    def __init__(self, first: bytes, decoder: RelayDecoder, resp: UpstreamResponse, body: AsyncIterator[bytes]) -> None:
+        self.first = first
+        self.decoder = decoder
+        self._resp = resp
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.first:
+            yield self.first
+        async for data in self._body:
+            out = self.decoder.feed(data)
+            if out:
+                yield out
+        tail = self.decoder.close()
+        if tail:
+            yield tail
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.decoder.usage
+
+    async def aclose(self) -> None:
+        self._resp.close()
+        aclose = getattr(self._body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 class Dispatcher:
     def __init__(self, snapshot: Snapshot, transport: Transport) -> None:
         self.snapshot = snapshot
         self.transport = transport
 
-    async def chat(self, ctx: RequestContext, req: ChatRequest, route: Route) -> Completed | ChunkStream:
+    async def chat(
+        self, ctx: RequestContext, req: ChatRequest, route: Route, *, relay: WireFormat | None = None
+    ) -> Completed | ChunkStream | RelayStream:
+        """Answer from the first deployment that can. With ``relay`` set to the client's format, a stream
+        from a provider of that same format is forwarded as its own bytes (no stream filter may be active)."""
         last_error: TollgateError | None = None
         candidates = route.candidates
         for index, deployment in enumerate(candidates):
@@ -91,6 +126,8 @@ class Dispatcher:
                 raise
             try:
                 if req.stream:
+                    if relay is not None and adapter.wire_format == relay and hasattr(adapter, "relay_stream_decoder"):
+                        return await self._start_relay(adapter, upstream, req)
                     return await self._start_stream(adapter, upstream, req)
                 return await self._complete(adapter, upstream, req)
             except UpstreamError as exc:
@@ -130,6 +167,26 @@ class Dispatcher:
                     provider=adapter.deployment.provider,
                 )
             return ChunkStream(first, decoder, resp, body)
+        except BaseException:
+            resp.close()
+            raise
+
+    async def _start_relay(self, adapter: ProviderAdapter, upstream: UpstreamRequest, req: ChatRequest) -> RelayStream:
+        resp = await self._send(adapter, upstream, stream=True)
+        decoder: RelayDecoder = adapter.relay_stream_decoder(req)  # type: ignore[attr-defined]
+        body = resp.chunks()
+        try:
+            async for data in body:
+                first = decoder.feed(data)
+                if first:
+                    return RelayStream(first, decoder, resp, body)
+            first = decoder.close()
+            if not first:
+                raise ProviderProtocolError(
+                    f"Provider '{adapter.deployment.provider}' sent an empty stream.",
+                    provider=adapter.deployment.provider,
+                )
+            return RelayStream(first, decoder, resp, body)
         except BaseException:
             resp.close()
             raise

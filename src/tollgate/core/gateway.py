@@ -11,7 +11,7 @@ import orjson
 from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
 from tollgate.core.dispatch import Dispatcher
-from tollgate.core.phases import AdmitPolicy, FinalizePolicy
+from tollgate.core.phases import AdmitPolicy, FinalizePolicy, StreamFilterFactory
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
@@ -43,6 +43,9 @@ class Gateway:
         self.authenticator = Authenticator(keys, master_key)
         self.max_body_bytes = max_body_bytes
         self.admit_policies: tuple[AdmitPolicy, ...] = (ModelAccessPolicy(),)
+        # Per-request stream filters (output guards) run on canonical chunks; while none is active,
+        # streams whose format matches the client's are relayed as the provider's own bytes.
+        self.stream_filters: tuple[StreamFilterFactory, ...] = ()
         self.finalize_policies: tuple[FinalizePolicy, ...] = ()
         self.snapshot = snapshot
         self.dispatcher = Dispatcher(snapshot, transport)

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from tollgate.context import RequestContext
 from tollgate.routing.resolver import Route
+from tollgate.types import JSONObject
 
 
 class Phase(IntEnum):
@@ -34,6 +35,20 @@ class AdmitPolicy(Protocol):
     """An ADMIT-phase policy: raise a ``TollgateError`` to reject, return to let the request through."""
 
     def admit(self, ctx: RequestContext, route: Route) -> None: ...
+
+
+class StreamFilter(Protocol):
+    """RESPOND-phase filter for one stream: sees canonical chunks in order, may hold some back."""
+
+    def feed(self, chunks: list[JSONObject]) -> list[JSONObject]: ...
+
+    def flush(self) -> list[JSONObject]: ...
+
+
+class StreamFilterFactory(Protocol):
+    """Builds a fresh filter per request, or ``None`` when the policy does not apply to it."""
+
+    def stream_filter(self, ctx: RequestContext) -> StreamFilter | None: ...
 
 
 class FinalizePolicy(Protocol):

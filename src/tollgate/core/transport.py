@@ -7,6 +7,7 @@ same decode path as a real provider.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,7 +15,7 @@ from typing import Protocol
 import aiohttp
 
 from tollgate.errors import ProviderProtocolError, ProviderTimeoutError, ProviderUnavailableError
-from tollgate.providers.base import Deployment, UpstreamRequest
+from tollgate.providers.base import Deployment, Timeouts, UpstreamRequest
 
 
 class UpstreamResponse(Protocol):
@@ -59,6 +60,12 @@ class _AiohttpResponse:
     def close(self) -> None:
         # close(), not release(): an unfinished stream must not return its connection to the pool.
         self._resp.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _client_timeout(t: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
+    """Built once per distinct setting: streams have no total deadline, only connect and per-read ones."""
+    return aiohttp.ClientTimeout(total=None if stream else t.total, sock_connect=t.connect, sock_read=t.read)
 
 
 def _timeout(deployment: Deployment, when: str) -> ProviderTimeoutError:
@@ -112,7 +119,6 @@ class Transport:
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
-            headers={"user-agent": "tollgate"},
         )
 
     async def stop(self) -> None:
@@ -128,8 +134,7 @@ class Transport:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        t = deployment.timeouts
-        timeout = aiohttp.ClientTimeout(total=None if stream else t.total, sock_connect=t.connect, sock_read=t.read)
+        timeout = _client_timeout(deployment.timeouts, stream)
         try:
             resp = await self._session.request(
                 req.method,

@@ -97,6 +97,29 @@ class ProviderAdapter(Protocol):
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
 
 
+class RelayDecoder(Protocol):
+    """Feed upstream bytes in the provider's format; get the bytes to forward to a client of that format.
+
+    Reads only what the gateway needs (usage, finish reason, errors) and validates the framing."""
+
+    usage: Usage | None
+    finish_reason: str | None
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def close(self) -> bytes:
+        """End of upstream body; raises ``ProviderProtocolError`` if the stream ended before it finished."""
+        ...
+
+
+class RelayAdapter(Protocol):
+    """Optional: stream to a client of the provider's own format without decoding every event."""
+
+    wire_format: WireFormat
+
+    def relay_stream_decoder(self, req: ChatRequest) -> RelayDecoder: ...
+
+
 class PassThroughAdapter(Protocol):
     """Optional: forward a client body in the provider's own format untouched (fields we do not know survive)."""
 
@@ -195,6 +218,8 @@ def check_params(
 
     ``unsupported`` maps a parameter name to the reason; a parameter set to null counts as absent.
     """
+    if not unsupported:
+        return body
     present = [name for name in unsupported if body.get(name) is not None]
     if not present:
         return body

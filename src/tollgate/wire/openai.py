@@ -109,6 +109,22 @@ def _check_type(body: JSONObject, name: str, kinds: tuple[type, ...], label: str
 
 _NUMBER = (int, float)
 
+# The fields the gateway reads, with the JSON type each must have (only present ones are checked).
+_TYPED: dict[str, tuple[tuple[type, ...], str]] = {
+    "stream": ((bool,), "a boolean"),
+    "temperature": (_NUMBER, "a number"),
+    "top_p": (_NUMBER, "a number"),
+    "n": ((int,), "an integer"),
+    "max_tokens": ((int,), "an integer"),
+    "max_completion_tokens": ((int,), "an integer"),
+    "seed": ((int,), "an integer"),
+    "tools": ((list,), "an array"),
+    "response_format": ((dict,), "an object"),
+    "stream_options": ((dict,), "an object"),
+    "metadata": ((dict,), "an object"),
+    "user": ((str,), "a string"),
+}
+
 
 def _validate_message(index: int, msg: JSONValue) -> None:
     where = f"messages[{index}]"
@@ -154,18 +170,9 @@ def chat_request_from_body(body: JSONObject) -> ChatRequest:
         raise InvalidRequestError("'messages' is required and must be a non-empty array.", param="messages")
     for i, msg in enumerate(messages):
         _validate_message(i, msg)
-    _check_type(body, "stream", (bool,), "a boolean")
-    _check_type(body, "temperature", _NUMBER, "a number")
-    _check_type(body, "top_p", _NUMBER, "a number")
-    _check_type(body, "n", (int,), "an integer")
-    _check_type(body, "max_tokens", (int,), "an integer")
-    _check_type(body, "max_completion_tokens", (int,), "an integer")
-    _check_type(body, "seed", (int,), "an integer")
-    _check_type(body, "tools", (list,), "an array")
-    _check_type(body, "response_format", (dict,), "an object")
-    _check_type(body, "stream_options", (dict,), "an object")
-    _check_type(body, "metadata", (dict,), "an object")
-    _check_type(body, "user", (str,), "a string")
+    for name in body.keys() & _TYPED.keys():
+        kinds, label = _TYPED[name]
+        _check_type(body, name, kinds, label)
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str | list):
         raise InvalidRequestError("'stop' must be a string or an array of strings.", param="stop")

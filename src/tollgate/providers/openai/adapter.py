@@ -14,6 +14,7 @@ from tollgate.providers.base import (
     check_params,
     classify_http_error,
 )
+from tollgate.providers.openai.relay import OpenAIRelayDecoder
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
 from tollgate.wire.sse import SSEDecoder
@@ -69,6 +70,9 @@ class OpenAIAdapter:
 
     def chat_stream_decoder(self, req: ChatRequest) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self.deployment.provider)
+
+    def relay_stream_decoder(self, req: ChatRequest) -> OpenAIRelayDecoder:
+        return OpenAIRelayDecoder(self.deployment.provider, hide_usage=not req.include_usage)
 
     def embeddings_request(self, body: JSONObject) -> UpstreamRequest:
         out = orjson.dumps({**body, "model": self.deployment.model})

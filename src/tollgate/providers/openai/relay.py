@@ -1,0 +1,120 @@
+"""Relay an OpenAI-format stream to an OpenAI-format client as the provider's own bytes.
+
+Decoding every event into a canonical chunk and encoding it again costs more CPU than everything
+else a stream does, and changes nothing when no stream filter is active and the client speaks the
+provider's format. The relay frames events, checks each is a JSON object (so garbage still becomes a
+clean error), and parses only the few events the gateway must read: the usage chunk, finish reasons
+and errors. Everything else is forwarded byte for byte.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from tollgate.errors import ProviderProtocolError, UpstreamError
+from tollgate.types import JSONObject
+from tollgate.wire.openai import Usage
+from tollgate.wire.sse import DONE
+
+# Substrings that tell an event needs reading; JSON from OpenAI is compact, other servers add a space.
+_NULL_USAGE = (b'"usage":null', b'"usage": null')
+_NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
+
+
+class OpenAIRelayDecoder:
+    """Feed upstream bytes; get the bytes to forward. ``hide_usage`` drops the usage-only chunk the
+    gateway asked for on its own behalf."""
+
+    __slots__ = ("_buf", "_done", "_hide_usage", "finish_reason", "provider", "usage")
+
+    def __init__(self, provider: str, hide_usage: bool) -> None:
+        self.provider = provider
+        self._hide_usage = hide_usage
+        self._buf = b""
+        self._done = False
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._buf + data if self._buf else data
+        if b"\r" in buf:
+            # Rare: CRLF or CR framing. Normalise, holding back a final CR that may be half of a CRLF.
+            hold = buf.endswith(b"\r")
+            buf = (buf[:-1] if hold else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if hold:
+                buf += b"\r"
+        end = buf.rfind(b"\n\n")
+        if end < 0:
+            self._buf = buf
+            return b""
+        self._buf = buf[end + 2 :]
+        out: list[bytes] = []
+        for block in buf[:end].split(b"\n\n"):
+            if block:
+                kept = self._event(block)
+                if kept is not None:
+                    out.append(kept)
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        tail = b""
+        cut = ProviderProtocolError(
+            f"Provider '{self.provider}' ended the stream before it finished.", provider=self.provider
+        )
+        if self._buf.strip():
+            try:  # a last event without its blank line is accepted only if it is whole
+                tail = self.feed(b"\n\n")
+            except ProviderProtocolError:
+                raise cut from None
+        if not self._done:
+            if self.finish_reason is None:
+                raise cut
+            tail += DONE  # a server that ends after the last chunk without [DONE]: the client still gets one
+        return tail
+
+    def _event(self, block: bytes) -> bytes | None:
+        if block.startswith(b"data: ") and b"\n" not in block:
+            payload = block[6:]
+        else:
+            lines = [ln for ln in block.split(b"\n") if ln and not ln.startswith(b":")]
+            if not lines:
+                return None  # a comment-only keep-alive
+            payload = b"\n".join(ln[5:].lstrip(b" ") for ln in lines if ln.startswith(b"data:"))
+            block = b"data: " + payload
+        if payload == b"[DONE]":
+            self._done = True
+            return DONE
+        if not payload.startswith(b"{") or not payload.rstrip().endswith(b"}"):
+            raise ProviderProtocolError(
+                f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
+            )
+        needs_usage = b'"usage"' in payload and not any(n in payload for n in _NULL_USAGE)
+        needs_finish = b'"finish_reason"' in payload and not any(n in payload for n in _NULL_FINISH)
+        if needs_usage or needs_finish or b'"error"' in payload:
+            data = self._load(payload)
+            if isinstance(data.get("error"), dict) and "choices" not in data:
+                raise UpstreamError(f"Provider '{self.provider}' sent an error mid-stream.", provider=self.provider)
+            usage = Usage.from_openai(data.get("usage"))
+            if usage is not None:
+                self.usage = usage
+            choices = data.get("choices")
+            if isinstance(choices, list):
+                for choice in choices:
+                    if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                        self.finish_reason = str(choice["finish_reason"])
+            if self._hide_usage and usage is not None and not choices:
+                return None
+        return block + b"\n\n"
+
+    def _load(self, payload: bytes) -> JSONObject:
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise ProviderProtocolError(
+                f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
+            ) from None
+        if not isinstance(data, dict):
+            raise ProviderProtocolError(
+                f"Provider '{self.provider}' sent a stream event that is not an object.", provider=self.provider
+            )
+        return data

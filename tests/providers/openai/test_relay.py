@@ -1,0 +1,88 @@
+"""The OpenAI stream relay forwards the provider's bytes, reading only usage, finish reasons and errors."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tollgate.errors import ProviderProtocolError, UpstreamError
+from tollgate.providers.openai.relay import OpenAIRelayDecoder
+
+
+def _event(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _chunk(content: str | None = None, finish: str | None = None) -> dict:  # type: ignore[type-arg]
+    delta = {} if content is None else {"content": content}
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "usage": None,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+USAGE = {
+    "id": "c1",
+    "object": "chat.completion.chunk",
+    "model": "m",
+    "choices": [],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+}
+STREAM = (
+    _event(_chunk("Hel")) + _event(_chunk("lo")) + _event(_chunk(None, "stop")) + _event(USAGE) + b"data: [DONE]\n\n"
+)
+
+
+def _relay(parts: list[bytes], hide_usage: bool = False) -> tuple[bytes, OpenAIRelayDecoder]:
+    dec = OpenAIRelayDecoder("p", hide_usage)
+    out = b"".join(dec.feed(p) for p in parts) + dec.close()
+    return out, dec
+
+
+def test_bytes_are_forwarded_unchanged_and_usage_is_read() -> None:
+    out, dec = _relay([STREAM])
+    assert out == STREAM
+    assert dec.usage is not None and (dec.usage.prompt_tokens, dec.usage.completion_tokens) == (9, 3)
+    assert dec.finish_reason == "stop"
+
+
+def test_every_split_point_gives_the_same_bytes() -> None:
+    for cut in range(1, len(STREAM)):
+        assert _relay([STREAM[:cut], STREAM[cut:]])[0] == STREAM
+    assert _relay([STREAM[i : i + 1] for i in range(len(STREAM))])[0] == STREAM
+
+
+def test_usage_chunk_hidden_when_the_client_did_not_ask() -> None:
+    out, dec = _relay([STREAM], hide_usage=True)
+    assert out == STREAM.replace(_event(USAGE), b"")
+    assert dec.usage is not None and dec.usage.total_tokens == 12
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r"])
+def test_crlf_and_cr_framing_is_normalised(newline: bytes) -> None:
+    framed = STREAM.replace(b"\n", newline)
+    for cut in range(1, len(framed), 7):
+        out, dec = _relay([framed[:cut], framed[cut:]])
+        assert out == STREAM and dec.usage is not None
+
+
+def test_comments_and_spaced_json_from_other_servers() -> None:
+    spaced = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}], "usage": null}\n\n'
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n'
+    out, dec = _relay([b": ping\n\n" + spaced + usage])
+    assert dec.finish_reason == "length" and dec.usage is not None and dec.usage.completion_tokens == 2
+    assert out == spaced + usage + b"data: [DONE]\n\n"  # [DONE] added for a server that omits it
+
+
+def test_cut_stream_garbage_and_errors() -> None:
+    with pytest.raises(ProviderProtocolError, match="before it finished"):
+        _relay([_event(_chunk("a")), b'data: {"id": "c1", "choi'])
+    with pytest.raises(ProviderProtocolError, match="not JSON"):
+        _relay([b"data: <html>bad gateway</html>\n\n"])
+    with pytest.raises(ProviderProtocolError, match="not JSON"):
+        _relay([b'data: {"choices": [{"finish_reason": "stop"}\n\n'])
+    with pytest.raises(UpstreamError, match="error mid-stream"):
+        _relay([_event(_chunk("a")) + _event({"error": {"message": "overloaded", "type": "server_error"}})])
