@@ -16,6 +16,8 @@ from tollgate.types import JSONObject
 from tollgate.wire.openai import Usage
 from tollgate.wire.sse import DONE
 
+_SAME = b"<same>"  # a sentinel, compared by identity: forward the upstream block unchanged
+
 # Substrings that tell an event needs reading; JSON from OpenAI is compact, other servers add a space.
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
@@ -49,12 +51,17 @@ class OpenAIRelayDecoder:
             return b""
         self._buf = buf[end + 2 :]
         out: list[bytes] = []
+        changed = False
         for block in buf[:end].split(b"\n\n"):
-            if block:
-                kept = self._event(block)
+            kept = self._event(block) if block else None
+            if kept is _SAME:
+                out.append(block + b"\n\n")
+            else:
+                changed = True
                 if kept is not None:
                     out.append(kept)
-        return b"".join(out)
+        # The common case forwards the upstream slice itself, without re-joining its events.
+        return b"".join(out) if changed else buf[: end + 2]
 
     def close(self) -> bytes:
         tail = b""
@@ -73,9 +80,12 @@ class OpenAIRelayDecoder:
         return tail
 
     def _event(self, block: bytes) -> bytes | None:
+        """``_SAME`` to forward the block as it is, other bytes to forward instead, ``None`` to drop it."""
+        same = True
         if block.startswith(b"data: ") and b"\n" not in block:
             payload = block[6:]
         else:
+            same = False
             lines = [ln for ln in block.split(b"\n") if ln and not ln.startswith(b":")]
             if not lines:
                 return None  # a comment-only keep-alive
@@ -83,7 +93,7 @@ class OpenAIRelayDecoder:
             block = b"data: " + payload
         if payload == b"[DONE]":
             self._done = True
-            return DONE
+            return _SAME if same else DONE
         if not payload.startswith(b"{") or not payload.rstrip().endswith(b"}"):
             raise ProviderProtocolError(
                 f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
@@ -104,7 +114,7 @@ class OpenAIRelayDecoder:
                         self.finish_reason = str(choice["finish_reason"])
             if self._hide_usage and usage is not None and not choices:
                 return None
-        return block + b"\n\n"
+        return _SAME if same else block + b"\n\n"
 
     def _load(self, payload: bytes) -> JSONObject:
         try:
