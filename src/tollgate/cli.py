@@ -1,4 +1,4 @@
-"""The ``tollgate`` command: serve, check-config, keys, schema."""
+"""The ``tollgate`` command: serve, check-config, keys, orgs, teams, users, report, schema."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 
 from tollgate.config.loader import ConfigError, load_config_file
 from tollgate.config.schema import TollgateConfig
+from tollgate.state.factory import Storage
+from tollgate.types import JSONObject, JSONValue
 
 
 def _load(path: str | None) -> TollgateConfig:
@@ -46,54 +49,188 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _storage(args: argparse.Namespace) -> Storage:
     from tollgate.config.settings import static_settings
-    from tollgate.state.factory import open_key_store
+    from tollgate.state.factory import open_storage
 
-    return open_key_store(static_settings(_load(args.config)).database_url)
+    return open_storage(static_settings(_load(args.config)).database_url)
+
+
+def _governance_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags every org, team, user and key accepts: allow-list, rate limits, budget, metadata."""
+    parser.add_argument("--models", help="comma-separated allow-list of models or patterns (gpt-4o*)")
+    for flag, what in (
+        ("--rpm", "requests per minute"),
+        ("--tpm", "tokens (input + output) per minute"),
+        ("--input-tpm", "input tokens per minute"),
+        ("--output-tpm", "output tokens per minute"),
+        ("--max-parallel", "requests in flight at once"),
+    ):
+        parser.add_argument(flag, type=int, help=what)
+    parser.add_argument("--budget-usd", type=float, help="USD budget per period")
+    parser.add_argument("--budget-period", choices=("daily", "weekly", "monthly", "total"), default="monthly")
+    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="metadata (e.g. cost_center=42)")
+
+
+def _governance_body(args: argparse.Namespace) -> JSONObject:
+    body: JSONObject = {}
+    if args.models:
+        body["allowed_models"] = [m for m in args.models.split(",") if m]
+    limits: JSONObject = {
+        name: getattr(args, name)
+        for name in ("rpm", "tpm", "input_tpm", "output_tpm", "max_parallel")
+        if getattr(args, name) is not None
+    }
+    if limits:
+        body["limits"] = limits
+    if args.budget_usd is not None:
+        body["budget"] = {"limit_usd": args.budget_usd, "period": args.budget_period}
+    if args.metadata:
+        body["metadata"] = {k: v for k, _, v in (item.partition("=") for item in args.metadata)}
+    return body
+
+
+def _admin(args: argparse.Namespace, operation: str, body: JSONObject, target: str | None = None) -> int:
+    """Run one admin operation as the local operator (the same checks and audit record as the admin API)."""
+    from tollgate.api import admin_keys, admin_tenants
+    from tollgate.api.admin_access import Actor, AdminCall, AdminInput
+    from tollgate.errors import TollgateError
+
+    storage = _storage(args)
+    module = admin_keys if operation.endswith(("_key", "_keys")) else admin_tenants
+    query = {k: v for k, v in (("org_id", getattr(args, "org", None)), ("team_id", getattr(args, "team", None))) if v}
+
+    run: Callable[[AdminCall, AdminInput], Awaitable[JSONObject]] = getattr(module, operation)
+
+    async def go() -> int:
+        # The operator at the console acts as an admin; the audit log names them as cli:<login>.
+        call = AdminCall(storage, Actor(f"cli:{_login()}", "admin"))
+        try:
+            result = await run(call, AdminInput(target, body, query))
+        except TollgateError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await storage.close()
+        _print_result(args, operation, result)
+        return 0
+
+    return asyncio.run(go())
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers: still record that the CLI acted
+        return "unknown"
+
+
+def _print_result(args: argparse.Namespace, operation: str, result: JSONObject) -> None:
+    if getattr(args, "json", False):
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return
+    data = result.get("data")
+    if isinstance(data, list):
+        for item in data:
+            if isinstance(item, dict):
+                print(_row(item))
+        return
+    verb = operation.split("_", 1)[0]
+    kind = str(result.get("object", "key"))
+    print(f"{verb.capitalize()}d {kind} {result.get('id')} ({result.get('name')}).")
+    if "key" in result:
+        print(f"The key is shown only this once:\n\n    {result['key']}\n")
+    elif verb == "revoke":
+        print("Running gateways stop accepting it within seconds.")
+
+
+def _row(item: JSONObject) -> str:
+    if "key_hint" in item:
+        status = "revoked" if item.get("revoked_at") else "active"
+        expires = item.get("expires_at")
+        if not item.get("revoked_at") and isinstance(expires, int | float) and expires <= time.time():
+            status = "expired"
+        cols: tuple[JSONValue, ...] = (
+            item["id"],
+            item["key_hint"],
+            item["name"],
+            item["role"],
+            item["user_id"],
+            item["team_id"],
+            status,
+        )
+        widths: tuple[int, ...] = (22, 14, 20, 10, 14, 14, 0)
+    else:
+        parent = item.get("team_id") or item.get("org_id") or "-"
+        cols = (item["id"], item["name"], item.get("role") or item.get("object"), parent, item.get("email") or "")
+        widths = (22, 24, 12, 20, 0)
+    return " ".join(f"{str(c if c is not None else '-')[: w or None]:<{w}}" for c, w in zip(cols, widths, strict=True))
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from tollgate.state.keys import new_key_record
+    if args.keys_cmd == "create":
+        body: JSONObject = {"name": args.name, "role": args.role, **_governance_body(args)}
+        for field, value in (("user_id", args.user), ("team_id", args.team), ("expires_in_seconds", args.expires_in)):
+            if value is not None:
+                body[field] = value
+        return _admin(args, "create_key", body)
+    if args.keys_cmd == "list":
+        return _admin(args, "list_keys", {})
+    return _admin(args, f"{args.keys_cmd}_key", {}, args.id)
 
-    store = _key_store(args)
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    kind = {"orgs": "org", "teams": "team", "users": "user"}[args.command]
+    action = args.tenant_cmd
+    if action == "list":
+        return _admin(args, f"list_{kind}s", {})
+    if action == "delete":
+        return _admin(args, f"delete_{kind}", {}, args.id)
+    body: JSONObject = _governance_body(args)
+    for field, value in (
+        ("id", args.id),
+        ("name", args.name),
+        ("org_id", getattr(args, "org", None)),
+        ("team_id", getattr(args, "team", None)),
+        ("email", getattr(args, "email", None)),
+        ("role", getattr(args, "role", None)),
+    ):
+        if value is not None:
+            body[field] = value
+    return _admin(args, f"create_{kind}", body)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tollgate.reports import ReportError, date_range, parse_by, parse_format, spend_report
+
+    try:
+        by = parse_by(args.by)
+        since, until = date_range(args.since, args.until)
+        fmt = parse_format(args.format)
+    except ReportError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    storage = _storage(args)
 
     async def go() -> int:
         try:
-            if args.keys_cmd == "create":
-                expires = time.time() + args.expires_in if args.expires_in else None
-                models = tuple(m for m in (args.models or "").split(",") if m)
-                key, record = new_key_record(
-                    name=args.name,
-                    user_id=args.user,
-                    team_id=args.team,
-                    role=args.role,
-                    expires_at=expires,
-                    allowed_models=models,
+            report = await spend_report(storage.ledger, by, since, until)
+            sys.stdout.write(report.render(fmt))
+            if args.verify:
+                # The aggregates against a full scan of the ledger rows: they must agree exactly.
+                scan = await storage.ledger.scan_totals(since, until)
+                total = report.total
+                same = (scan.requests, scan.cost_nanos) == (total.requests, total.cost_nanos)
+                verdict = "OK" if same else "MISMATCH"
+                print(
+                    f"verify: ledger rows {scan.requests}, cost {scan.cost_nanos} nano-USD: {verdict}", file=sys.stderr
                 )
-                await store.put(record)
-                print(f"Created key {record.id} ({record.name}). It is shown only this once:\n\n    {key}\n")
-            elif args.keys_cmd == "list":
-                records = await store.list()
-                if args.json:
-                    print(orjson.dumps([r.public() for r in records], option=orjson.OPT_INDENT_2).decode())
-                else:
-                    print(f"{'ID':<22} {'KEY':<14} {'NAME':<20} {'ROLE':<6} {'USER':<12} {'TEAM':<12} STATUS")
-                    for r in records:
-                        status = "revoked" if r.revoked_at else ("expired" if not r.is_active() else "active")
-                        print(
-                            f"{r.id:<22} {r.hint:<14} {r.name[:20]:<20} {r.role:<6} {(r.user_id or '-')[:12]:<12} "
-                            f"{(r.team_id or '-')[:12]:<12} {status}"
-                        )
-            elif args.keys_cmd == "revoke":
-                record = await store.revoke(args.id, time.time())
-                if record is None:
-                    print(f"No key with id {args.id}.", file=sys.stderr)
-                    return 1
-                print(f"Revoked {record.id} ({record.name}); running gateways stop accepting it within seconds.")
+                return 0 if same else 1
             return 0
         finally:
-            await store.close()
+            await storage.close()
 
     return asyncio.run(go())
 
@@ -122,16 +259,55 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
     create = ksub.add_parser("create", help="create a key (printed once)")
     create.add_argument("--name", required=True)
-    create.add_argument("--user", help="user id the key belongs to")
+    create.add_argument("--user", help="user id the key belongs to (its team follows)")
     create.add_argument("--team", help="team id the key belongs to")
-    create.add_argument("--role", choices=("user", "admin"), default="user")
-    create.add_argument("--models", help="comma-separated allow-list of models or patterns (gpt-4o*)")
+    create.add_argument("--role", choices=("user", "viewer", "team_admin", "admin"), default="user")
     create.add_argument("--expires-in", type=int, help="seconds until the key expires")
+    _governance_flags(create)
+    create.add_argument("--json", action="store_true")
     lst = ksub.add_parser("list", help="list keys (masked)")
+    lst.add_argument("--team", help="only this team's keys")
     lst.add_argument("--json", action="store_true")
-    revoke = ksub.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("id")
+    for verb, text in (("revoke", "revoke a key by id"), ("rotate", "give a key a new secret (printed once)")):
+        one = ksub.add_parser(verb, help=text)
+        one.add_argument("id")
+        one.add_argument("--json", action="store_true")
     keys.set_defaults(func=cmd_keys)
+
+    for kind, parent in (("orgs", None), ("teams", "org"), ("users", "team")):
+        tenants = sub.add_parser(kind, help=f"manage {kind}")
+        tenants.add_argument("--config", "-c", help="config file naming the storage (default: zero-config)")
+        tsub = tenants.add_subparsers(dest="tenant_cmd", required=True)
+        make = tsub.add_parser("create", help=f"create one of the {kind}")
+        make.add_argument("--id", help="id to use (default: generated)")
+        make.add_argument("--name", required=kind != "users")
+        if parent:
+            make.add_argument(f"--{parent}", required=True, help=f"the {parent} it belongs to")
+        if kind == "users":
+            make.add_argument("--email")
+            make.add_argument("--role", choices=("user", "viewer", "team_admin", "admin"))
+        _governance_flags(make)
+        make.add_argument("--json", action="store_true")
+        listing = tsub.add_parser("list", help=f"list {kind}")
+        if parent:
+            listing.add_argument(f"--{parent}", help=f"only this {parent}'s")
+        listing.add_argument("--json", action="store_true")
+        if kind == "teams":
+            delete = tsub.add_parser("delete", help="delete a team: its keys stop working")
+            delete.add_argument("id")
+            delete.add_argument("--json", action="store_true")
+        tenants.set_defaults(func=cmd_tenants)
+
+    report = sub.add_parser("report", help="chargeback reports from the spend ledger")
+    report.add_argument("--config", "-c", help="config file naming the storage (default: zero-config)")
+    rsub = report.add_subparsers(dest="report_cmd", required=True)
+    spend = rsub.add_parser("spend", help="spend per user, team, org, model, key or day")
+    spend.add_argument("--by", default="user", choices=("user", "team", "org", "model", "key", "day"))
+    spend.add_argument("--since", help="first UTC day, YYYY-MM-DD (default: the first of this month)")
+    spend.add_argument("--until", help="last UTC day, included, YYYY-MM-DD (default: today)")
+    spend.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    spend.add_argument("--verify", action="store_true", help="also check the totals against a full ledger scan")
+    report.set_defaults(func=cmd_report)
 
     schema = sub.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(func=cmd_schema)

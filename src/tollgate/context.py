@@ -4,23 +4,54 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tollgate.providers.base import Deployment
 from tollgate.types import JSONObject
 from tollgate.wire.openai import Usage
 
+Scope = Literal["key", "user", "team", "org"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """Rate limits of one scope (a key, user, team or org); ``None`` means unlimited."""
+
+    scope: Scope
+    scope_id: str
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens (input + output) per minute
+    input_tpm: int | None = None
+    output_tpm: int | None = None
+    max_parallel: int | None = None  # requests in flight at once
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A USD spending limit of one scope over a period."""
+
+    scope: Scope
+    scope_id: str
+    limit_usd: float
+    period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller. Teams, orgs and roles beyond admin/user arrive with the governance work."""
+    """The authenticated caller: the key, and the user, team and org it belongs to."""
 
     key_id: str
     name: str
     role: str  # "admin" (master key or admin key) or "user"
     user_id: str | None = None
     team_id: str | None = None
+    org_id: str | None = None
     allowed_models: tuple[str, ...] = ()
     metadata: JSONObject = field(default_factory=dict)
+    # Every limit and budget that applies to this caller (its key's, user's, team's and org's): all
+    # apply at once, the tightest wins. Resolved at authentication and cached with the principal.
+    limits: tuple[Limit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def is_admin(self) -> bool:
@@ -45,9 +76,18 @@ class RequestContext:
     first_byte_at: float | None = None
     stream: bool = False
     client_disconnected: bool = False
+    started_at: float = field(default_factory=time.time)  # wall clock, for records
+    # Set by the front door before ADMIT, so limits and budgets can reserve before the call.
+    estimated_prompt_tokens: int = 0
+    max_output_tokens: int | None = None
+    metadata: JSONObject | None = None  # the client's request metadata (tags for records)
+    cost_usd: float | None = None
+    cache_hit: bool = False
+    # Headers policies add to every response (e.g. rate-limit state).
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-request-id", self.request_id.encode())]
+        headers = [(b"x-request-id", self.request_id.encode()), *self.extra_headers]
         dep = self.deployment
         if dep is not None:
             headers.append((b"x-tollgate-provider", dep.provider.encode()))

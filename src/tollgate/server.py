@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -59,19 +60,34 @@ def banner(app: TollgateApp, master_key: str, generated: bool) -> str:
 def run(app: TollgateApp, master_key: str, generated: bool) -> None:
     s = app.settings
     configure_logging(s.log_level)
-    print(banner(app, master_key, generated), file=sys.stderr, flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=s.host,
         port=s.port,
-        loop="uvloop",
         http="httptools",
         lifespan="on",
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=30,
         server_header=False,
+        date_header=False,
         # X-Forwarded-For is not trusted by default: a gateway must not let callers pick their address.
         proxy_headers=False,
-        date_header=False,
     )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve())
+        # The banner promises a working URL, so it is printed once the socket is listening.
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.02)
+        if server.started:
+            print(banner(app, master_key, generated), file=sys.stderr, flush=True)
+        await serving
+
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not available on Windows
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

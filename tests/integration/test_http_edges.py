@@ -128,7 +128,7 @@ async def test_virtual_key_lifecycle_through_admin_api(gw: RunningGateway) -> No
         async with session.post(
             gw.base_url + "/admin/keys",
             headers=gw.auth(),
-            json={"name": "ci", "user_id": "u1", "team_id": "t1", "allowed_models": ["gpt-4o*"]},
+            json={"name": "ci", "allowed_models": ["gpt-4o*"]},
         ) as resp:
             assert resp.status == 201
             created = await resp.json()

@@ -1,81 +1,103 @@
-"""Admin endpoints for keys (the rest of the admin API grows with the governance work)."""
+"""The admin API's route table and HTTP adapter: orgs, teams, users, keys and the audit log under ``/admin``."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from tollgate.api import admin_keys as keys
+from tollgate.api import admin_tenants as tenants
+from tollgate.api.admin_access import ADMINS, READERS, TEAM_MANAGERS, Actor, AdminCall, AdminInput
+from tollgate.api.admin_input import json_list, query_int, query_time
 from tollgate.api.http import Request, send_json
 from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway
-from tollgate.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from tollgate.state.keys import new_key_record
+from tollgate.state.audit import MAX_QUERY_LIMIT, AuditQuery
 from tollgate.types import JSONObject
 from tollgate.wire.openai import parse_json_object
 
-_ROLES = ("user", "admin")
+Operation = Callable[[AdminCall, AdminInput], Awaitable[JSONObject]]
+Handler = Callable[[Gateway, Request, RequestContext], Awaitable[None]]
+
+MAX_ADMIN_BODY = 64 * 1024
+# Read by the route matcher in api/app.py, which puts ``{id}`` segments here.
+PATH_PARAMS = "path_params"
+VIEWERS = ("admin", "viewer")
 
 
-async def _require_admin(gw: Gateway, request: Request, ctx: RequestContext) -> None:
-    principal = await gw.authenticate(ctx, request.headers)
-    if not principal.is_admin:
-        raise PermissionDeniedError("This endpoint needs the master key or an admin key.")
-
-
-def _opt_str(body: JSONObject, name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidRequestError(f"'{name}' must be a string.", param=name)
-    return value
-
-
-async def create_key(gw: Gateway, request: Request, ctx: RequestContext) -> None:
-    await _require_admin(gw, request, ctx)
-    body = parse_json_object(await request.body(64 * 1024))
-    name = _opt_str(body, "name") or "unnamed"
-    role = _opt_str(body, "role") or "user"
-    if role not in _ROLES:
-        raise InvalidRequestError(f"'role' must be one of {', '.join(_ROLES)}.", param="role")
-    models = body.get("allowed_models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-        raise InvalidRequestError(
-            "'allowed_models' must be an array of model names or patterns.", param="allowed_models"
+async def audit_log(call: AdminCall, inp: AdminInput) -> JSONObject:
+    call.actor.require(VIEWERS, "Reading the audit log")
+    query = dict(inp.query)
+    found = await call.storage.audit.query(
+        AuditQuery(
+            since=query_time(query, "since"),
+            until=query_time(query, "until"),
+            actor=query.get("actor") or None,
+            target=query.get("target") or None,
+            limit=query_int(query, "limit", 1000, MAX_QUERY_LIMIT),
         )
-    expires_in = body.get("expires_in_seconds")
-    if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0
-    ):
-        raise InvalidRequestError("'expires_in_seconds' must be a positive number.", param="expires_in_seconds")
-    metadata = body.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise InvalidRequestError("'metadata' must be an object.", param="metadata")
-    key, record = new_key_record(
-        name=name,
-        user_id=_opt_str(body, "user_id"),
-        team_id=_opt_str(body, "team_id"),
-        role=role,
-        expires_at=time.time() + float(expires_in) if expires_in is not None else None,
-        allowed_models=tuple(models),  # type: ignore[arg-type]
-        metadata=metadata,
     )
-    await gw.keys.put(record)
-    gw.authenticator.remember(record)
-    # The clear key appears in this response only; it is not stored anywhere.
-    await send_json(request.send, 201, {**record.public(), "key": key}, ctx.response_headers())
+    return json_list([r.public() for r in found])
 
 
-async def list_keys(gw: Gateway, request: Request, ctx: RequestContext) -> None:
-    await _require_admin(gw, request, ctx)
-    records = await gw.keys.list()
-    await send_json(
-        request.send, 200, {"object": "list", "data": [r.public() for r in records]}, ctx.response_headers()
-    )
+@dataclass(frozen=True, slots=True)
+class AdminRoute:
+    method: str
+    path: str  # a template: ``{id}`` stands for one path segment
+    operation: Operation
+    roles: tuple[str, ...]  # checked before the body is read, so a plain key learns nothing from a 400
+    status: int = 200
+    reads_body: bool = False
+
+    def handler(self) -> Handler:
+        route = self
+
+        async def handle(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+            principal = await gw.authenticate(ctx, request.headers)
+            actor = Actor.of(principal)
+            actor.require(route.roles, f"{route.method} {route.path}")
+            body = parse_json_object(await request.body(MAX_ADMIN_BODY)) if route.reads_body else {}
+            params: dict[str, str] = request.scope.get(PATH_PARAMS) or {}
+            call = AdminCall(gw.storage, actor, ctx.request_id, gw.authenticator)
+            result = await route.operation(call, AdminInput(params.get("id"), body, request.query))
+            await send_json(request.send, route.status, result, ctx.response_headers())
+
+        return handle
 
 
-async def revoke_key(gw: Gateway, request: Request, ctx: RequestContext) -> None:
-    await _require_admin(gw, request, ctx)
-    key_id = request.path.removeprefix("/admin/keys/").removesuffix("/revoke")
-    record = await gw.keys.revoke(key_id, time.time())
-    if record is None:
-        raise NotFoundError(f"No key with id '{key_id}'.")
-    gw.authenticator.invalidate(record)
-    await send_json(request.send, 200, record.public(), ctx.response_headers())
+def _crud(kind: str, module_ops: tuple[Operation, ...], write_roles: tuple[str, ...]) -> list[AdminRoute]:
+    create, list_, get, update, delete = module_ops
+    base = f"/admin/{kind}"
+    return [
+        AdminRoute("POST", base, create, write_roles, 201, reads_body=True),
+        AdminRoute("GET", base, list_, READERS),
+        AdminRoute("GET", base + "/{id}", get, READERS),
+        AdminRoute("PATCH", base + "/{id}", update, write_roles, reads_body=True),
+        AdminRoute("DELETE", base + "/{id}", delete, write_roles),
+    ]
+
+
+ROUTES: tuple[AdminRoute, ...] = (
+    *_crud(
+        "orgs",
+        (tenants.create_org, tenants.list_orgs, tenants.get_org, tenants.update_org, tenants.delete_org),
+        ADMINS,
+    ),
+    *_crud(
+        "teams",
+        (tenants.create_team, tenants.list_teams, tenants.get_team, tenants.update_team, tenants.delete_team),
+        ADMINS,
+    ),
+    *_crud(
+        "users",
+        (tenants.create_user, tenants.list_users, tenants.get_user, tenants.update_user, tenants.delete_user),
+        TEAM_MANAGERS,
+    ),
+    AdminRoute("POST", "/admin/keys", keys.create_key, TEAM_MANAGERS, 201, reads_body=True),
+    AdminRoute("GET", "/admin/keys", keys.list_keys, READERS),
+    AdminRoute("GET", "/admin/keys/{id}", keys.get_key, READERS),
+    AdminRoute("PATCH", "/admin/keys/{id}", keys.update_key, TEAM_MANAGERS, reads_body=True),
+    AdminRoute("POST", "/admin/keys/{id}/rotate", keys.rotate_key, TEAM_MANAGERS),
+    AdminRoute("POST", "/admin/keys/{id}/revoke", keys.revoke_key, TEAM_MANAGERS),
+    AdminRoute("GET", "/admin/audit", audit_log, VIEWERS),
+)

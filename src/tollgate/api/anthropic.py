@@ -16,7 +16,7 @@ from tollgate.api.http import JSON_HEADERS, SSE_HEADERS, Request, send_bytes, se
 from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
 from tollgate.core.dispatch import ChunkStream, Completed
-from tollgate.core.gateway import Gateway
+from tollgate.core.gateway import Gateway, describe_request
 from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
@@ -35,7 +35,8 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
-    route = gw.route(ctx, model)
+    describe_request(ctx, body, raw)
+    route = await gw.route(ctx, model)
     if _native(gw, route):
         # The provider validates its own format: blocks and tools only Anthropic knows must survive.
         stream = body.get("stream") is True

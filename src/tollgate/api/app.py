@@ -8,17 +8,15 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from tollgate.api import admin, anthropic, health, openai, simple
+from tollgate.api import admin, admin_spend, anthropic, health, openai, simple
 from tollgate.api.errors import anthropic_error, openai_error
 from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
 from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings, load_or_create_master_key, static_settings
 from tollgate.context import RequestContext
+from tollgate.core.assembly import build_gateway
 from tollgate.core.gateway import Gateway
-from tollgate.core.snapshot import Snapshot
-from tollgate.core.transport import Transport, demo_handler
 from tollgate.errors import InternalError, NotFoundError, TollgateError
-from tollgate.state.factory import open_key_store
 from tollgate.types import JSONObject
 
 log = logging.getLogger("tollgate")
@@ -60,12 +58,32 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", "/health"): RouteSpec(health.health, "health", "health"),
         ("GET", "/health/live"): RouteSpec(health.health, "health", "health"),
         ("GET", "/health/ready"): RouteSpec(health.ready, "health", "ready"),
-        ("POST", "/admin/keys"): RouteSpec(admin.create_key, "admin", "admin"),
-        ("GET", "/admin/keys"): RouteSpec(admin.list_keys, "admin", "admin"),
+        ("GET", "/admin/spend"): RouteSpec(admin_spend.spend, "admin", "admin"),
+        **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
 
 
-_REVOKE = RouteSpec(admin.revoke_key, "admin", "admin")
+# Templated routes (``/admin/teams/{id}``), matched segment by segment after the exact table misses;
+# a ``{name}`` segment matches any one non-empty segment and is passed in ``scope["path_params"]``.
+_TEMPLATES: tuple[tuple[str, tuple[str, ...], RouteSpec], ...] = tuple(
+    (r.method, tuple(r.path.strip("/").split("/")), RouteSpec(r.handler(), "admin", "admin"))
+    for r in admin.ROUTES
+    if "{" in r.path
+)
+
+
+def _template_params(template: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:
+    if len(template) != len(parts):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(template, parts, strict=True):
+        if want.startswith("{"):
+            if not got:
+                return None
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
 
 
 class TollgateApp:
@@ -84,11 +102,22 @@ class TollgateApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    def _match(self, method: str, path: str) -> RouteSpec | None:
+    def _match(self, method: str, path: str, scope: Scope) -> RouteSpec | None:
         spec = self.routes.get((method, path))
-        if spec is None and method == "POST" and path.startswith("/admin/keys/") and path.endswith("/revoke"):
-            return _REVOKE
+        if spec is None and path.startswith("/admin/"):
+            parts = path.strip("/").split("/")
+            for want_method, template, candidate in _TEMPLATES:
+                if want_method == method and (params := _template_params(template, parts)) is not None:
+                    scope["path_params"] = params
+                    return candidate
         return spec
+
+    def _known_path(self, path: str) -> bool:
+        """Whether some method serves this path (so another method gets 405, not 404)."""
+        if path in self._paths:
+            return True
+        parts = path.strip("/").split("/")
+        return path.startswith("/admin/") and any(_template_params(t, parts) is not None for _, t, _ in _TEMPLATES)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
@@ -97,7 +126,7 @@ class TollgateApp:
         path = request.path
         if len(path) > 1 and path.endswith("/"):
             path = request.path = path.rstrip("/")
-        spec = self._match(method, path)
+        spec = self._match(method, path, scope)
         ctx = RequestContext(
             request_id=request.request_id(),
             front_door=spec.front_door if spec else "openai",
@@ -105,7 +134,7 @@ class TollgateApp:
             config_version=gw.snapshot.version,
         )
         if spec is None:
-            if path in self._paths:
+            if self._known_path(path):
                 err: TollgateError = NotFoundError(f"Method {method} is not allowed on {path}.")
                 err.status, err.code = 405, "method_not_allowed"
             else:
@@ -131,15 +160,13 @@ class TollgateApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.gateway.transport.start()
+                    await self.gateway.start()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.gateway.draining = True
-                await self.gateway.transport.stop()
-                await self.gateway.keys.close()
+                await self.gateway.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -162,7 +189,5 @@ def create_app(
     config = config or TollgateConfig()
     settings = static_settings(config, env)
     master_key, generated = load_or_create_master_key(config, settings, env)
-    keys = open_key_store(settings.database_url)
-    snapshot = Snapshot(config, env)
-    gateway = Gateway(snapshot, Transport({"demo": demo_handler}), keys, master_key, settings.max_body_bytes)
+    gateway = build_gateway(config, env, settings, master_key)
     return TollgateApp(gateway, settings), master_key, generated

@@ -16,7 +16,7 @@ async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     checks: dict[str, JSONValue] = {"config": "ok", "storage": "ok"}
     status = 200
     try:
-        await gw.keys.ping()
+        await gw.storage.ping()
     except Exception as exc:  # the probe reports any storage failure; it never raises
         checks["storage"] = f"unavailable: {type(exc).__name__}"
         status = 503

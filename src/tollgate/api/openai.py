@@ -9,7 +9,7 @@ from tollgate.api.http import JSON_HEADERS, Request, send_bytes, send_json
 from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed, RelayStream
-from tollgate.core.gateway import Gateway
+from tollgate.core.gateway import Gateway, describe_request
 from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, parse_chat_request, parse_json_object
@@ -62,9 +62,11 @@ _RELAY = RelayEncoder()
 
 async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await gw.authenticate(ctx, request.headers)
-    req = parse_chat_request(await request.body(gw.max_body_bytes))
+    raw = await request.body(gw.max_body_bytes)
+    req = parse_chat_request(raw)
     ctx.stream = req.stream
-    route = gw.route(ctx, req.model)
+    describe_request(ctx, req.body, raw)
+    route = await gw.route(ctx, req.model)
     result = await gw.dispatcher.chat(ctx, req, route, relay=None if gw.stream_filters else "openai")
     if isinstance(result, Completed):
         ctx.usage = result.usage
@@ -78,14 +80,16 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
 
 async def embeddings(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await gw.authenticate(ctx, request.headers)
-    body = parse_json_object(await request.body(gw.max_body_bytes))
+    raw = await request.body(gw.max_body_bytes)
+    body = parse_json_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
+    describe_request(ctx, body, raw)
     value = body.get("input")
     if not (isinstance(value, str) or (isinstance(value, list) and value)):
         raise InvalidRequestError("'input' is required: a string or a non-empty array.", param="input")
-    route = gw.route(ctx, model)
+    route = await gw.route(ctx, model)
     data, usage = await gw.dispatcher.embeddings(ctx, body, route)
     ctx.usage = usage
     await send_json(request.send, 200, data, ctx.response_headers())
@@ -108,7 +112,8 @@ async def completions(gw: Gateway, request: Request, ctx: RequestContext) -> Non
     if "prompt" not in body:
         raise InvalidRequestError("'prompt' is required.", param="prompt")
     ctx.stream = body.get("stream") is True
-    route = gw.route(ctx, model)
+    describe_request(ctx, body, raw)
+    route = await gw.route(ctx, model)
     resp = await gw.dispatcher.passthrough(ctx, "completions", body, raw, route, stream=ctx.stream)
     content_type = resp.headers.get("content-type", "application/json")
     headers = [(b"content-type", content_type.encode("latin-1")), *ctx.response_headers()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tollgate.api.http import Request, send_json
 from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed
-from tollgate.core.gateway import Gateway
+from tollgate.core.gateway import Gateway, describe_request
 from tollgate.errors import InvalidRequestError
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage, parse_json_object, text_of
@@ -13,7 +13,9 @@ from tollgate.wire.openai import ChatRequest, Usage, parse_json_object, text_of
 
 async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     await gw.authenticate(ctx, request.headers)
-    body = parse_json_object(await request.body(gw.max_body_bytes))
+    raw = await request.body(gw.max_body_bytes)
+    body = parse_json_object(raw)
+    describe_request(ctx, body, raw)
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequestError("'prompt' is required and must be a non-empty string.", param="prompt")
@@ -28,7 +30,7 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     for name in ("temperature", "max_tokens"):
         if body.get(name) is not None:
             canonical[name] = body[name]
-    route = gw.route(ctx, model)
+    route = await gw.route(ctx, model)
     result = await gw.dispatcher.chat(ctx, ChatRequest(body=canonical, model=model, stream=False), route)
     assert isinstance(result, Completed)
     ctx.usage = result.usage

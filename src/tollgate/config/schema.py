@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tollgate.config.limits import RateLimitSettings
+from tollgate.config.pricing import PricingConfig
+
 ProviderType = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "ollama", "demo"]
 
 
@@ -126,6 +129,14 @@ class TollgateConfig(_Strict):
         default_factory=dict, description="Logical model names (aliases) clients use, mapped to deployments."
     )
     settings: SettingsConfig = Field(default_factory=SettingsConfig, description="Gateway-wide behaviour.")
+    rate_limits: RateLimitSettings = Field(
+        default_factory=RateLimitSettings,
+        description="Rate limiting: where counters live (in-process or Redis) and how token reservations are sized.",
+    )
+    pricing: PricingConfig = Field(
+        default_factory=PricingConfig,
+        description="Model prices (USD per million tokens) over the built-in table; what to do with unpriced models.",
+    )
 
     @field_validator("providers")
     @classmethod

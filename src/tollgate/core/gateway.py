@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 import orjson
 
@@ -16,8 +17,9 @@ from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.routing.resolver import Route
-from tollgate.state.factory import ManagedKeyStore
+from tollgate.state.factory import Storage
 from tollgate.types import JSONObject
+from tollgate.wire.openai import max_output_tokens
 
 access_log = logging.getLogger("tollgate.access")
 
@@ -29,18 +31,27 @@ _DEFAULT_BY_PROVIDER = (
 )
 
 
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Flush what is queued; must not lose data."""
+        ...
+
+
 class Gateway:
     def __init__(
         self,
         snapshot: Snapshot,
         transport: Transport,
-        keys: ManagedKeyStore,
+        storage: Storage,
         master_key: str,
         max_body_bytes: int,
     ) -> None:
         self.transport = transport
-        self.keys = keys
-        self.authenticator = Authenticator(keys, master_key)
+        self.storage = storage
+        self.keys = storage.keys
+        self.authenticator = Authenticator(storage.keys, master_key, storage.tenants)
         self.max_body_bytes = max_body_bytes
         self.admit_policies: tuple[AdmitPolicy, ...] = (ModelAccessPolicy(),)
         # Per-request stream filters (output guards) run on canonical chunks; while none is active,
@@ -50,6 +61,28 @@ class Gateway:
         self.snapshot = snapshot
         self.dispatcher = Dispatcher(snapshot, transport)
         self.draining = False
+        # Background parts with a lifecycle (writers, settlement queues), started and stopped with the app,
+        # and resources closed after them (counter stores).
+        self.services: tuple[Service, ...] = ()
+        self.closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    async def start(self) -> None:
+        await self.transport.start()
+        for service in self.services:
+            await service.start()
+
+    async def stop(self) -> None:
+        """Readiness goes false first; then queued work is flushed before storage closes."""
+        self.draining = True
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:
+                logging.getLogger("tollgate").exception("stopping %s failed", type(service).__name__)
+        for close in self.closers:
+            await close()
+        await self.transport.stop()
+        await self.storage.close()
 
     def swap(self, snapshot: Snapshot) -> None:
         """Install a new config snapshot; in-flight requests keep the one they started with."""
@@ -63,11 +96,11 @@ class Gateway:
         return principal
 
     # Resolution + phase 2: ADMIT
-    def route(self, ctx: RequestContext, model: str) -> Route:
+    async def route(self, ctx: RequestContext, model: str) -> Route:
         ctx.requested_model = model
         route = self.snapshot.resolve(model)
         for policy in self.admit_policies:
-            policy.admit(ctx, route)
+            await policy.admit(ctx, route)
         return route
 
     def default_model(self) -> str:
@@ -96,6 +129,16 @@ class Gateway:
                 logging.getLogger("tollgate").exception("finalize policy %s failed", type(policy).__name__)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(_access_line(ctx))
+
+
+def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:
+    """What ADMIT needs to know before the call: a cheap upper-bound token estimate (about four bytes
+    of JSON per token), the requested output cap, and the client's metadata (tags)."""
+    ctx.estimated_prompt_tokens = len(raw) // 4 + 1
+    ctx.max_output_tokens = max_output_tokens(body)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        ctx.metadata = metadata
 
 
 def _access_line(ctx: RequestContext) -> str:

@@ -32,9 +32,11 @@ class Phase(IntEnum):
 
 
 class AdmitPolicy(Protocol):
-    """An ADMIT-phase policy: raise a ``TollgateError`` to reject, return to let the request through."""
+    """An ADMIT-phase policy: raise a ``TollgateError`` to reject, return to let the request through.
 
-    def admit(self, ctx: RequestContext, route: Route) -> None: ...
+    A policy that reserves something here (a rate-limit slot, budget) settles it in FINALIZE."""
+
+    async def admit(self, ctx: RequestContext, route: Route) -> None: ...
 
 
 class StreamFilter(Protocol):
@@ -53,5 +55,6 @@ class StreamFilterFactory(Protocol):
 
 class FinalizePolicy(Protocol):
     def on_finalize(self, ctx: RequestContext) -> None:
-        """Record the outcome. Must not raise."""
+        """Record the outcome. Must not raise and must not block: I/O is queued for a background writer,
+        since this runs after the answer was sent, also when the client went away."""
         ...

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from tollgate.state.tenants import BudgetSpec, LimitSpec
 from tollgate.types import JSONObject
 
 KEY_PREFIX = "tg-"
@@ -24,6 +25,7 @@ def hash_key(key: str) -> str:
 
 
 def mask_key(key: str) -> str:
+    """The hint listings show: enough to tell keys apart, far too little to use one."""
     return key[:7] + "…" + key[-4:]
 
 
@@ -37,12 +39,17 @@ class KeyRecord:
     name: str
     user_id: str | None
     team_id: str | None
-    role: str  # "admin" or "user" for now; the governance work adds team_admin and viewer
+    role: str  # one of tenants.ROLES: "admin", "team_admin", "viewer", "user"
     created_at: float
     expires_at: float | None = None
     revoked_at: float | None = None
     allowed_models: tuple[str, ...] = ()
     metadata: JSONObject = field(default_factory=dict)
+    # Derived from the team when the key is made, so listings and the ledger need no join.
+    org_id: str | None = None
+    limits: LimitSpec = field(default_factory=LimitSpec)
+    budget: BudgetSpec | None = None
+    rotated_at: float | None = None
 
     def is_active(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -62,15 +69,25 @@ class KeyRecord:
             "revoked_at": self.revoked_at,
             "allowed_models": list(self.allowed_models),
             "metadata": self.metadata,
+            "org_id": self.org_id,
+            "limits": self.limits.to_json(),
+            "budget": self.budget.to_json() if self.budget else None,
+            "rotated_at": self.rotated_at,
         }
 
 
 class KeyStore(Protocol):
-    async def put(self, record: KeyRecord) -> None: ...
+    async def put(self, record: KeyRecord) -> None:
+        """Insert or replace the record with this id (a rotation replaces the hash, so the old key stops matching)."""
+        ...
+
+    async def get(self, key_id: str) -> KeyRecord | None: ...
 
     async def get_by_hash(self, key_hash: str) -> KeyRecord | None: ...
 
-    async def list(self) -> list[KeyRecord]: ...
+    async def list(self, team_id: str | None = None) -> list[KeyRecord]:
+        """Every key (revoked ones too), oldest first; only one team's when ``team_id`` is given."""
+        ...
 
     async def revoke(self, key_id: str, at: float) -> KeyRecord | None: ...
 
@@ -84,6 +101,9 @@ def new_key_record(
     expires_at: float | None = None,
     allowed_models: tuple[str, ...] = (),
     metadata: JSONObject | None = None,
+    org_id: str | None = None,
+    limits: LimitSpec | None = None,
+    budget: BudgetSpec | None = None,
 ) -> tuple[str, KeyRecord]:
     """A fresh clear key and its record; the caller shows the clear key once and stores only the record."""
     key = generate_key()
@@ -99,5 +119,16 @@ def new_key_record(
         expires_at=expires_at,
         allowed_models=allowed_models,
         metadata=metadata or {},
+        org_id=org_id,
+        limits=limits or LimitSpec(),
+        budget=budget,
     )
     return key, record
+
+
+def rotated(record: KeyRecord, at: float | None = None) -> tuple[str, KeyRecord]:
+    """A new secret for the same key: same id and settings, new hash and hint; store it with ``put``."""
+    key = generate_key()
+    return key, replace(
+        record, key_hash=hash_key(key), hint=mask_key(key), rotated_at=time.time() if at is None else at
+    )

@@ -1,0 +1,193 @@
+"""The audit log of admin actions (who, what, when, before/after) and the ``AuditStore`` protocol."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from tollgate.types import JSONObject, JSONValue
+
+# Fields that must never reach an audit record, whatever an entity's ``public()`` grows to contain.
+_SECRET_FIELDS = frozenset({"key", "key_hash", "secret", "password", "api_key"})
+
+MAX_QUERY_LIMIT = 10_000
+
+
+def scrub(value: JSONObject | None) -> JSONObject | None:
+    """A copy without secret fields (top level and nested), for the before/after snapshots."""
+    if value is None:
+        return None
+    return {k: _scrub_value(v) for k, v in value.items() if k not in _SECRET_FIELDS}
+
+
+def _scrub_value(value: JSONValue) -> JSONValue:
+    if isinstance(value, dict):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One admin action: ``action`` is ``<kind>.<verb>`` (``key.rotate``, ``team.delete``)."""
+
+    id: str
+    at: float
+    actor_key_id: str
+    actor_role: str
+    action: str
+    target_type: str
+    target_id: str
+    before: JSONObject | None = None
+    after: JSONObject | None = None
+    request_id: str | None = None
+
+    def public(self) -> JSONObject:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": {"key_id": self.actor_key_id, "role": self.actor_role},
+            "action": self.action,
+            "target": {"type": self.target_type, "id": self.target_id},
+            "before": self.before,
+            "after": self.after,
+            "request_id": self.request_id,
+        }
+
+
+def new_audit_record(
+    *,
+    actor_key_id: str,
+    actor_role: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    before: JSONObject | None,
+    after: JSONObject | None,
+    request_id: str | None = None,
+    at: float | None = None,
+) -> AuditRecord:
+    return AuditRecord(
+        id="aud_" + secrets.token_hex(8),
+        at=time.time() if at is None else at,
+        actor_key_id=actor_key_id,
+        actor_role=actor_role,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        before=scrub(before),
+        after=scrub(after),
+        request_id=request_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters of ``GET /admin/audit``; ``actor`` is a key id, ``target`` an entity id. Newest first."""
+
+    since: float | None = None
+    until: float | None = None
+    actor: str | None = None
+    target: str | None = None
+    limit: int = 1000
+
+    def matches(self, r: AuditRecord) -> bool:
+        return (
+            (self.since is None or r.at >= self.since)
+            and (self.until is None or r.at < self.until)
+            and (self.actor is None or r.actor_key_id == self.actor)
+            and (self.target is None or r.target_id == self.target)
+        )
+
+    def where(self, placeholder: str = "?") -> tuple[str, list[JSONValue]]:
+        """A SQL ``WHERE`` clause and its arguments; ``placeholder`` is ``?`` or ``$`` (numbered, PostgreSQL)."""
+        clauses: list[str] = []
+        args: list[JSONValue] = []
+        for column, op, value in (
+            ("at", ">=", self.since),
+            ("at", "<", self.until),
+            ("actor_key_id", "=", self.actor),
+            ("target_id", "=", self.target),
+        ):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} {op} {'?' if placeholder == '?' else f'${len(args)}'}")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class AuditStore(Protocol):
+    async def append(self, record: AuditRecord) -> None: ...
+
+    async def query(self, query: AuditQuery) -> list[AuditRecord]: ...
+
+
+@dataclass
+class MemoryAuditStore:
+    records: list[AuditRecord] = field(default_factory=list)
+
+    async def append(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+    async def query(self, query: AuditQuery) -> list[AuditRecord]:
+        found = [r for r in self.records if query.matches(r)]
+        found.sort(key=lambda r: r.at, reverse=True)
+        return found[: query.limit]
+
+
+AUDIT_COLUMNS = (
+    "id, at, actor_key_id, actor_role, action, target_type, target_id, before_state, after_state, request_id"
+)
+
+# ``{real}`` and ``{json}`` are each SQL backend's column types (see tenants.TENANT_SCHEMA_0001). Append-only.
+AUDIT_SCHEMA_0001 = """
+    CREATE TABLE IF NOT EXISTS audit_log (
+        id TEXT PRIMARY KEY,
+        at {real} NOT NULL,
+        actor_key_id TEXT NOT NULL,
+        actor_role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target_type TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        before_state {json},
+        after_state {json},
+        request_id TEXT
+    );
+    CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+    CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor_key_id, at);
+    CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log (target_id, at)
+"""
+
+
+def audit_row(r: AuditRecord) -> tuple[JSONValue, ...]:
+    return (
+        r.id,
+        r.at,
+        r.actor_key_id,
+        r.actor_role,
+        r.action,
+        r.target_type,
+        r.target_id,
+        r.before,
+        r.after,
+        r.request_id,
+    )
+
+
+def audit_from_row(row: Sequence[JSONValue]) -> AuditRecord:
+    before, after = row[7], row[8]
+    return AuditRecord(
+        id=str(row[0]),
+        at=float(cast(float, row[1])),
+        actor_key_id=str(row[2]),
+        actor_role=str(row[3]),
+        action=str(row[4]),
+        target_type=str(row[5]),
+        target_id=str(row[6]),
+        before=before if isinstance(before, dict) else None,
+        after=after if isinstance(after, dict) else None,
+        request_id=str(row[9]) if row[9] is not None else None,
+    )

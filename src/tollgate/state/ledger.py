@@ -1,0 +1,270 @@
+"""The spend ledger: one row per request, daily aggregates for reports, and the ``LedgerStore`` protocol.
+
+Money is integer nano-dollars (1e-9 USD) everywhere in storage, so that any sum is exact and a report's
+total equals the sum of the ledger rows it covers, to the last nano-dollar.
+
+Aggregates: for every UTC day and every dimension (``key``, ``user``, ``team``, ``org``, ``model``, plus
+``all`` for per-day totals) one row per value, updated in the same transaction that inserts the ledger
+rows, and only for rows actually inserted (a replayed batch adds nothing). Each ledger row counts once
+in every dimension, so grouping any dimension over a date range adds up to the same total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal, Protocol
+
+import orjson
+
+from tollgate.types import JSONObject
+
+GroupBy = Literal["key", "user", "team", "org", "model", "day"]
+GROUP_BYS: tuple[GroupBy, ...] = ("user", "team", "org", "model", "key", "day")
+# Dimensions stored in the aggregate table; "day" reports read the "all" dimension.
+DIMENSIONS = ("all", "key", "user", "team", "org", "model")
+NONE_VALUE = ""  # the aggregate value for "no user/team/org"; reports show it as "(none)"
+
+_EPOCH = date(1970, 1, 1)
+MAX_TAGS = 16
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 256
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x more, and this one is built per request
+class LedgerRow:
+    """What one request did and cost. ``id`` is the gateway's own unique id for this row (the key that
+    makes batch writes idempotent); ``request_id`` may come from the client and is not trusted to be unique."""
+
+    id: str
+    request_id: str
+    ts: float  # wall clock (epoch seconds) when the request started
+    endpoint: str
+    key_id: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    org_id: str | None = None
+    requested_model: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    input_tokens: int = 0  # prompt tokens, cached ones included
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nanos: int = 0
+    latency_ms: float = 0.0
+    status: int = 200
+    error_type: str | None = None
+    cache_hit: bool = False
+    stream: bool = False
+    client_disconnected: bool = False
+    usage_estimated: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanos / 1e9
+
+    @property
+    def day(self) -> date:
+        # Float arithmetic, like the range scans' comparisons with midnight (day_bounds), so a row is
+        # never counted in one day by the aggregates and in another by a scan.
+        return _EPOCH + timedelta(days=int(self.ts // 86_400))
+
+    def model_label(self) -> str:
+        """The model a report groups by: what was used upstream, else what was asked for."""
+        if self.provider and self.upstream_model:
+            return f"{self.provider}/{self.upstream_model}"
+        return self.requested_model or NONE_VALUE
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "id": self.id,
+            "request_id": self.request_id,
+            "ts": self.ts,
+            "endpoint": self.endpoint,
+            "key_id": self.key_id,
+            "user_id": self.user_id,
+            "team_id": self.team_id,
+            "org_id": self.org_id,
+            "requested_model": self.requested_model,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_nanos": self.cost_nanos,
+            "latency_ms": self.latency_ms,
+            "status": self.status,
+            "error_type": self.error_type,
+            "cache_hit": self.cache_hit,
+            "stream": self.stream,
+            "client_disconnected": self.client_disconnected,
+            "usage_estimated": self.usage_estimated,
+            "tags": {k: v for k, v in self.tags.items()},
+        }
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> LedgerRow:
+        """Read a row written by ``to_json`` (the spool's format); raises ``ValueError`` on anything else."""
+        data = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("a ledger row must be a JSON object")
+        try:
+            tags = data.get("tags") or {}
+            return cls(
+                id=str(data["id"]),
+                request_id=str(data["request_id"]),
+                ts=float(data["ts"]),
+                endpoint=str(data["endpoint"]),
+                key_id=_opt(data.get("key_id")),
+                user_id=_opt(data.get("user_id")),
+                team_id=_opt(data.get("team_id")),
+                org_id=_opt(data.get("org_id")),
+                requested_model=_opt(data.get("requested_model")),
+                provider=_opt(data.get("provider")),
+                upstream_model=_opt(data.get("upstream_model")),
+                input_tokens=int(data["input_tokens"]),
+                output_tokens=int(data["output_tokens"]),
+                cached_tokens=int(data["cached_tokens"]),
+                cost_nanos=int(data["cost_nanos"]),
+                latency_ms=float(data["latency_ms"]),
+                status=int(data["status"]),
+                error_type=_opt(data.get("error_type")),
+                cache_hit=bool(data["cache_hit"]),
+                stream=bool(data["stream"]),
+                client_disconnected=bool(data["client_disconnected"]),
+                usage_estimated=bool(data.get("usage_estimated", False)),
+                tags=clean_tags(tags) if isinstance(tags, dict) else {},
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a ledger row: {exc}") from exc
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def clean_tags(metadata: JSONObject | None) -> dict[str, str]:
+    """Tags from a request's metadata: string values only, bounded in count and size (it is client input)."""
+    if not metadata:
+        return {}
+    tags: dict[str, str] = {}
+    for key, value in metadata.items():
+        if len(tags) >= MAX_TAGS:
+            break
+        if isinstance(value, str) and key:
+            tags[key[:MAX_TAG_KEY]] = value[:MAX_TAG_VALUE]
+    return tags
+
+
+@dataclass(slots=True)
+class SpendLine:
+    """One line of a spend report (or a total)."""
+
+    group: str
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nanos: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanos / 1e9
+
+    def add(self, other: SpendLine) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cost_nanos += other.cost_nanos
+
+
+AggregateKey = tuple[str, str, str]  # (dimension, ISO day, value)
+
+
+def dimension_values(row: LedgerRow) -> tuple[tuple[str, str], ...]:
+    return (
+        ("all", NONE_VALUE),
+        ("key", row.key_id or NONE_VALUE),
+        ("user", row.user_id or NONE_VALUE),
+        ("team", row.team_id or NONE_VALUE),
+        ("org", row.org_id or NONE_VALUE),
+        ("model", row.model_label()),
+    )
+
+
+def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, SpendLine]]:
+    """The increments a set of newly inserted rows adds to the daily aggregates, sorted by key so that
+    concurrent writers lock aggregate rows in the same order (no deadlocks between replicas)."""
+    acc: dict[AggregateKey, SpendLine] = {}
+    for row in rows:
+        day = row.day.isoformat()
+        failed = 1 if row.status >= 400 else 0
+        for dim, value in dimension_values(row):
+            line = acc.get((dim, day, value))
+            if line is None:
+                line = acc[(dim, day, value)] = SpendLine(value)
+            line.requests += 1
+            line.errors += failed
+            line.input_tokens += row.input_tokens
+            line.output_tokens += row.output_tokens
+            line.cached_tokens += row.cached_tokens
+            line.cost_nanos += row.cost_nanos
+    return sorted(acc.items(), key=lambda item: item[0])
+
+
+def unique_rows(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
+    """Drop repeated ids within one batch (a row spooled twice by a retry), keeping the first."""
+    seen: set[str] = set()
+    out: list[LedgerRow] = []
+    for row in rows:
+        if row.id not in seen:
+            seen.add(row.id)
+            out.append(row)
+    return out
+
+
+def dimension_for(by: GroupBy) -> str:
+    return "all" if by == "day" else by
+
+
+def sort_lines(lines: list[SpendLine], by: GroupBy) -> list[SpendLine]:
+    """Days in date order; everything else by cost, largest first (what chargeback readers look for)."""
+    if by == "day":
+        return sorted(lines, key=lambda line: line.group)
+    return sorted(lines, key=lambda line: (-line.cost_nanos, line.group))
+
+
+class LedgerStore(Protocol):
+    """Where ledger rows and their daily aggregates live. Nothing on the request path reads it."""
+
+    async def write_batch(self, rows: Sequence[LedgerRow]) -> int:
+        """Insert rows whose ``id`` is not stored yet, and their aggregates, atomically; returns how many
+        were new. Idempotent: writing the same batch again adds nothing (retries and spool replays rely on it)."""
+        ...
+
+    async def spend(self, by: GroupBy, since: date, until: date) -> list[SpendLine]:
+        """Spend per ``by`` over UTC days ``since``..``until`` (both included), read from the aggregates."""
+        ...
+
+    async def scan_totals(self, since: date, until: date) -> SpendLine:
+        """The same totals summed from the ledger rows themselves (a full range scan: audits and tests)."""
+        ...
+
+    async def rows_for_request(self, request_id: str) -> list[LedgerRow]:
+        """Every row recorded under a request id (exactly one, unless clients reused the id)."""
+        ...
+
+
+def day_bounds(since: date, until: date) -> tuple[float, float]:
+    """Epoch seconds of the first instant of ``since`` and of the day after ``until`` (UTC)."""
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()
+    end = datetime(until.year, until.month, until.day, tzinfo=UTC).timestamp() + 86_400
+    return start, end

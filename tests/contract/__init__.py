@@ -1,0 +1,1 @@
+"""Contract suites: one per state protocol, run against every backend."""

@@ -1,0 +1,236 @@
+"""The ``LedgerStore`` contract, against memory, SQLite and the real PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import new_schema, require_postgres
+from tollgate.state.ledger import GROUP_BYS, LedgerRow, LedgerStore, SpendLine
+from tollgate.state.ledger_memory import MemoryLedgerStore
+from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
+from tollgate.state.ledger_sqlite import LEDGER_MIGRATIONS, SQLiteLedgerStore
+from tollgate.state.postgres import PostgresDatabase
+from tollgate.state.sqlite import SQLiteDatabase
+
+DAY1 = date(2026, 3, 1)
+DAY2 = date(2026, 3, 2)
+DAY3 = date(2026, 3, 3)
+
+
+def at(day: date, hour: int = 12, minute: int = 0, second: float = 0.0) -> float:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC).timestamp() + second
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return require_postgres()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
+    if request.param == "memory":
+        yield MemoryLedgerStore()
+    elif request.param == "sqlite":
+        db = SQLiteDatabase(str(tmp_path / "ledger.db"), LEDGER_MIGRATIONS)
+        yield SQLiteLedgerStore(db)
+        db.close()
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        pg = PostgresDatabase(url, LEDGER_PG_MIGRATIONS, schema=new_schema())
+        try:
+            yield PostgresLedgerStore(pg)
+        finally:
+            await pg.drop_schema()
+
+
+_ids = iter(range(1, 10**9))
+
+
+def row(
+    ts: float,
+    *,
+    cost: int = 1_500,
+    key: str | None = "key_a",
+    user: str | None = "alice",
+    team: str | None = "red",
+    org: str | None = "acme",
+    model: str = "gpt-4o-mini",
+    status: int = 200,
+    request_id: str | None = None,
+    row_id: str | None = None,
+    tokens: tuple[int, int, int] = (10, 5, 2),
+) -> LedgerRow:
+    n = next(_ids)
+    return LedgerRow(
+        id=row_id or f"lg_test{n:08d}",
+        request_id=request_id or f"req_{n}",
+        ts=ts,
+        endpoint="chat",
+        key_id=key,
+        user_id=user,
+        team_id=team,
+        org_id=org,
+        requested_model=model,
+        provider="openai",
+        upstream_model=model,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cached_tokens=tokens[2],
+        cost_nanos=cost,
+        latency_ms=12.5,
+        status=status,
+        error_type="upstream_error" if status >= 400 else None,
+    )
+
+
+def total(lines: list[SpendLine]) -> SpendLine:
+    out = SpendLine("total")
+    for line in lines:
+        out.add(line)
+    return out
+
+
+async def test_write_returns_new_rows_and_a_replayed_batch_adds_nothing(ledger: LedgerStore) -> None:
+    batch = [row(at(DAY1)), row(at(DAY1)), row(at(DAY2))]
+    assert await ledger.write_batch(batch) == 3
+    assert await ledger.write_batch(batch) == 0  # a retried / replayed batch
+    assert await ledger.write_batch([*batch, row(at(DAY2))]) == 1  # only the new row counts
+    scan = await ledger.scan_totals(DAY1, DAY2)
+    assert scan.requests == 4
+    by_day = await ledger.spend("day", DAY1, DAY2)
+    assert [(line.group, line.requests) for line in by_day] == [("2026-03-01", 2), ("2026-03-02", 2)]
+
+
+async def test_a_repeated_id_inside_one_batch_counts_once(ledger: LedgerStore) -> None:
+    first = row(at(DAY1), row_id="lg_dup", cost=7)
+    again = row(at(DAY1), row_id="lg_dup", cost=7)
+    assert await ledger.write_batch([first, again]) == 1
+    assert (await ledger.scan_totals(DAY1, DAY1)).cost_nanos == 7
+    assert total(await ledger.spend("user", DAY1, DAY1)).cost_nanos == 7
+
+
+async def test_every_grouping_adds_up_exactly_to_the_ledger(ledger: LedgerStore) -> None:
+    rnd = random.Random(7)
+    rows = [
+        row(
+            at(rnd.choice((DAY1, DAY2, DAY3)), rnd.randrange(24), rnd.randrange(60)),
+            cost=rnd.randrange(0, 10**10),  # up to $10 a request, odd nano-dollars
+            key=rnd.choice(("k1", "k2", "k3", None)),
+            user=rnd.choice(("alice", "bob", None)),
+            team=rnd.choice(("red", "blue", None)),
+            org=rnd.choice(("acme", None)),
+            model=rnd.choice(("gpt-4o-mini", "gpt-4.1", "claude-haiku-4-5")),
+            status=rnd.choice((200, 200, 200, 429, 502)),
+            tokens=(rnd.randrange(5000), rnd.randrange(5000), rnd.randrange(100)),
+        )
+        for _ in range(600)
+    ]
+    for i in range(0, len(rows), 97):  # uneven batches
+        await ledger.write_batch(rows[i : i + 97])
+    scan = await ledger.scan_totals(DAY1, DAY3)
+    assert scan.requests == 600
+    assert scan.cost_nanos == sum(r.cost_nanos for r in rows)
+    assert scan.errors == sum(1 for r in rows if r.status >= 400)
+    for by in GROUP_BYS:
+        lines = await ledger.spend(by, DAY1, DAY3)
+        t = total(lines)
+        assert (t.requests, t.errors, t.input_tokens, t.output_tokens, t.cached_tokens, t.cost_nanos) == (
+            scan.requests,
+            scan.errors,
+            scan.input_tokens,
+            scan.output_tokens,
+            scan.cached_tokens,
+            scan.cost_nanos,
+        ), by
+    by_user = {line.group: line.cost_nanos for line in await ledger.spend("user", DAY1, DAY3)}
+    assert by_user == {
+        u or "": sum(r.cost_nanos for r in rows if (r.user_id or "") == (u or "")) for u in ("alice", "bob", None)
+    }
+    by_model = {line.group for line in await ledger.spend("model", DAY1, DAY3)}
+    assert by_model == {"openai/gpt-4o-mini", "openai/gpt-4.1", "openai/claude-haiku-4-5"}
+
+
+async def test_days_are_utc_and_both_ends_are_included(ledger: LedgerStore) -> None:
+    await ledger.write_batch(
+        [
+            row(at(DAY1, 0, 0), cost=1),  # first instant of day 1
+            row(at(DAY1, 23, 59, 59.999999), cost=10),  # last microsecond of day 1
+            row(at(DAY2, 0, 0), cost=100),  # first instant of day 2
+            row(at(DAY3, 23, 59, 59.5), cost=1000),
+        ]
+    )
+    assert (await ledger.scan_totals(DAY1, DAY1)).cost_nanos == 11
+    assert total(await ledger.spend("team", DAY1, DAY1)).cost_nanos == 11
+    assert total(await ledger.spend("team", DAY2, DAY3)).cost_nanos == 1100
+    assert (await ledger.scan_totals(DAY2, DAY3)).cost_nanos == 1100
+    assert await ledger.spend("org", date(2026, 3, 4), date(2026, 3, 31)) == []
+
+
+async def test_sorting_costliest_first_and_days_in_order(ledger: LedgerStore) -> None:
+    await ledger.write_batch(
+        [
+            row(at(DAY2), user="small", cost=5),
+            row(at(DAY1), user="big", cost=500),
+            row(at(DAY3), user="mid", cost=50),
+        ]
+    )
+    assert [line.group for line in await ledger.spend("user", DAY1, DAY3)] == ["big", "mid", "small"]
+    assert [line.group for line in await ledger.spend("day", DAY1, DAY3)] == [
+        "2026-03-01",
+        "2026-03-02",
+        "2026-03-03",
+    ]
+
+
+async def test_rows_round_trip_and_are_found_by_request_id(ledger: LedgerStore) -> None:
+    original = LedgerRow(
+        id="lg_roundtrip",
+        request_id="req_shared",
+        ts=at(DAY1, 8, 30, 0.123456),
+        endpoint="messages",
+        key_id="key_x",
+        user_id=None,
+        team_id="t",
+        org_id=None,
+        requested_model="fast",
+        provider="anthropic",
+        upstream_model="claude-haiku-4-5",
+        input_tokens=1234,
+        output_tokens=56,
+        cached_tokens=1000,
+        cost_nanos=1_514_000,
+        latency_ms=321.5,
+        status=499,
+        error_type="client_disconnected",
+        cache_hit=False,
+        stream=True,
+        client_disconnected=True,
+        usage_estimated=True,
+        tags={"project": "apollo", "env": "prod"},
+    )
+    reused = row(at(DAY1, 9), request_id="req_shared")  # a client may reuse a request id
+    await ledger.write_batch([original, reused])
+    found = await ledger.rows_for_request("req_shared")
+    assert [r.id for r in found] == ["lg_roundtrip", reused.id]
+    got = found[0]
+    assert abs(got.ts - original.ts) < 1e-6  # PostgreSQL keeps microseconds
+    assert replace(got, ts=original.ts) == original
+    assert await ledger.rows_for_request("req_unknown") == []
+
+
+async def test_concurrent_batches_lose_and_double_nothing(ledger: LedgerStore) -> None:
+    batches = [[row(at(DAY1 if i % 2 else DAY2), cost=i * 1000 + j) for j in range(50)] for i in range(12)]
+    # Each batch written twice at once, as two replicas replaying the same spool would.
+    written = await asyncio.gather(*(ledger.write_batch(b) for b in batches + batches))
+    assert sum(written) == 600
+    expected = sum(r.cost_nanos for b in batches for r in b)
+    assert (await ledger.scan_totals(DAY1, DAY2)).cost_nanos == expected
+    assert total(await ledger.spend("key", DAY1, DAY2)).cost_nanos == expected
+    assert total(await ledger.spend("day", DAY1, DAY2)).requests == 600
