@@ -93,7 +93,16 @@ def serve(app: web.Application) -> Iterator[FakeServer]:
     try:
         yield server
     finally:
-        fut = asyncio.run_coroutine_threadsafe(runner.cleanup(), loop)
+
+        async def shutdown() -> None:
+            await runner.cleanup()
+            # Handlers still sleeping (stalled-stream scenarios) are cancelled, so none is left pending.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        fut = asyncio.run_coroutine_threadsafe(shutdown(), loop)
         with suppress(Exception):
             fut.result(5)
         loop.call_soon_threadsafe(loop.stop)
