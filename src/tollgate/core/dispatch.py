@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from tollgate.context import RequestContext
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, UpstreamResponse
 from tollgate.errors import ProviderProtocolError, TollgateError, UnsupportedParameterError, UpstreamError
-from tollgate.providers.base import ProviderAdapter, RelayDecoder, StreamDecoder, UpstreamRequest, WireFormat
+from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
+
+Piece = TypeVar("Piece")
+PieceOut = TypeVar("PieceOut", covariant=True)
+S = TypeVar("S", bound="StartedStream[list[JSONObject]] | StartedStream[bytes]")
 
 
 @dataclass(slots=True)
@@ -29,28 +34,33 @@ class Completed:
     usage: Usage | None
 
 
-class ChunkStream:
-    """A started stream: the first chunks are already here; iterate for the rest. Always ``aclose()`` it."""
+class _Decoder(Protocol[PieceOut]):
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def feed(self, data: bytes) -> PieceOut: ...
+
+    def close(self) -> PieceOut: ...
+
+
+class StartedStream(Generic[Piece]):
+    """A stream whose first piece has arrived; iterate for the rest. Always ``aclose()`` it."""
 
     def __init__(
-        self,
-        first: list[JSONObject],
-        decoder: StreamDecoder,
-        resp: UpstreamResponse,
-        body: AsyncIterator[bytes],
+        self, first: Piece, decoder: _Decoder[Piece], resp: UpstreamResponse, body: AsyncIterator[bytes]
     ) -> None:
         self.first = first
         self.decoder = decoder
         self._resp = resp
         self._body = body
 
-    async def __aiter__(self) -> AsyncIterator[list[JSONObject]]:
+    async def __aiter__(self) -> AsyncIterator[Piece]:
         if self.first:
             yield self.first
         async for data in self._body:
-            chunks = self.decoder.feed(data)
-            if chunks:
-                yield chunks
+            piece = self.decoder.feed(data)
+            if piece:
+                yield piece
         tail = self.decoder.close()
         if tail:
             yield tail
@@ -66,35 +76,12 @@ class ChunkStream:
             await aclose()
 
 
-class RelayStream:
-    """A started stream forwarded in the provider's own format: pieces are bytes for the client."""
+class ChunkStream(StartedStream[list[JSONObject]]):
+    """Pieces are canonical chunks, for the client's encoder."""
 
-    def __init__(self, first: bytes, decoder: RelayDecoder, resp: UpstreamResponse, body: AsyncIterator[bytes]) -> None:
-        self.first = first
-        self.decoder = decoder
-        self._resp = resp
-        self._body = body
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self.first:
-            yield self.first
-        async for data in self._body:
-            out = self.decoder.feed(data)
-            if out:
-                yield out
-        tail = self.decoder.close()
-        if tail:
-            yield tail
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.decoder.usage
-
-    async def aclose(self) -> None:
-        self._resp.close()
-        aclose = getattr(self._body, "aclose", None)
-        if aclose is not None:
-            await aclose()
+class RelayStream(StartedStream[bytes]):
+    """Pieces are the provider's own bytes, already in the client's format."""
 
 
 class Dispatcher:
@@ -152,41 +139,30 @@ class Dispatcher:
         return Completed(data, body if adapter.wire_format == "openai" else None, usage)
 
     async def _start_stream(self, adapter: ProviderAdapter, upstream: UpstreamRequest, req: ChatRequest) -> ChunkStream:
+        return await self._start(adapter, upstream, adapter.chat_stream_decoder(req), ChunkStream)
+
+    async def _start_relay(self, adapter: ProviderAdapter, upstream: UpstreamRequest, req: ChatRequest) -> RelayStream:
+        decoder: RelayDecoder = adapter.relay_stream_decoder(req)  # type: ignore[attr-defined]
+        return await self._start(adapter, upstream, decoder, RelayStream)
+
+    async def _start(
+        self, adapter: ProviderAdapter, upstream: UpstreamRequest, decoder: _Decoder[Piece], kind: type[S]
+    ) -> S:
+        """Send, then wait for the first piece: until then a failure can still go to the next deployment."""
         resp = await self._send(adapter, upstream, stream=True)
-        decoder = adapter.chat_stream_decoder(req)
         body = resp.chunks()
         try:
             async for data in body:
                 first = decoder.feed(data)
                 if first:
-                    return ChunkStream(first, decoder, resp, body)
+                    return kind(first, decoder, resp, body)  # type: ignore[arg-type]
             first = decoder.close()  # an upstream that answered 200 and then nothing is a failure: retry it
             if not first:
                 raise ProviderProtocolError(
                     f"Provider '{adapter.deployment.provider}' sent an empty stream.",
                     provider=adapter.deployment.provider,
                 )
-            return ChunkStream(first, decoder, resp, body)
-        except BaseException:
-            resp.close()
-            raise
-
-    async def _start_relay(self, adapter: ProviderAdapter, upstream: UpstreamRequest, req: ChatRequest) -> RelayStream:
-        resp = await self._send(adapter, upstream, stream=True)
-        decoder: RelayDecoder = adapter.relay_stream_decoder(req)  # type: ignore[attr-defined]
-        body = resp.chunks()
-        try:
-            async for data in body:
-                first = decoder.feed(data)
-                if first:
-                    return RelayStream(first, decoder, resp, body)
-            first = decoder.close()
-            if not first:
-                raise ProviderProtocolError(
-                    f"Provider '{adapter.deployment.provider}' sent an empty stream.",
-                    provider=adapter.deployment.provider,
-                )
-            return RelayStream(first, decoder, resp, body)
+            return kind(first, decoder, resp, body)  # type: ignore[arg-type]
         except BaseException:
             resp.close()
             raise

@@ -17,6 +17,7 @@ import orjson
 from tollgate.errors import (
     ProviderAuthError,
     ProviderBadRequestError,
+    ProviderProtocolError,
     ProviderRateLimitError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -124,6 +125,20 @@ class PassThroughAdapter(Protocol):
     """Optional: forward a client body in the provider's own format untouched (fields we do not know survive)."""
 
     def passthrough_request(self, path: str, body: JSONObject, raw: bytes | None) -> UpstreamRequest: ...
+
+
+STREAM_EVENT = "sent a stream event"
+
+
+def load_json_object(data: bytes | str, provider: str, what: str = "returned a body") -> JSONObject:
+    """Parse what a provider sent that must be a JSON object; anything else is a protocol error."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProviderProtocolError(f"Provider '{provider}' {what} that is not JSON.", provider=provider) from None
+    if not isinstance(value, dict):
+        raise ProviderProtocolError(f"Provider '{provider}' {what} that is not a JSON object.", provider=provider)
+    return value
 
 
 def upstream_error_message(body: bytes) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import orjson
 
 from tollgate.errors import ProviderProtocolError
+from tollgate.providers.base import load_json_object
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, chat_completion
 
@@ -68,15 +69,7 @@ class UsageCounter:
 
 
 def load_object(body: bytes, provider: str) -> JSONObject:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a body that is not JSON.", provider=provider
-        ) from None
-    if not isinstance(data, dict):
-        raise ProviderProtocolError(f"Provider '{provider}' returned a non-object JSON body.", provider=provider)
-    return data
+    return load_json_object(body, provider)
 
 
 def to_chat_completion(data: JSONObject, provider: str) -> tuple[JSONObject, Usage | None]:

@@ -13,6 +13,7 @@ import time
 import orjson
 
 from tollgate.errors import ProviderProtocolError, UpstreamError
+from tollgate.providers.base import load_json_object
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, chat_completion, chunk, completion_id
 
@@ -24,14 +25,7 @@ _FINISH = {"stop": "stop", "length": "length"}
 
 
 def load_object(body: bytes, provider: str) -> JSONObject:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a body that is not JSON.", provider=provider
-        ) from None
-    if not isinstance(data, dict):
-        raise ProviderProtocolError(f"Provider '{provider}' returned a non-object JSON body.", provider=provider)
+    data = load_json_object(body, provider)
     if "error" in data and "message" not in data:
         raise UpstreamError(f"Provider '{provider}' returned an error: {_error_text(data)}", provider=provider)
     return data

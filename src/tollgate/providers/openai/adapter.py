@@ -8,11 +8,13 @@ import orjson
 
 from tollgate.errors import ProviderProtocolError, UpstreamError
 from tollgate.providers.base import (
+    STREAM_EVENT,
     Deployment,
     UpstreamRequest,
     WireFormat,
     check_params,
     classify_http_error,
+    load_json_object,
 )
 from tollgate.providers.openai.relay import OpenAIRelayDecoder
 from tollgate.types import JSONObject
@@ -60,7 +62,7 @@ class OpenAIAdapter:
         return UpstreamRequest("POST", self._url(path), self._headers, out)
 
     def parse_chat_response(self, body: bytes, req: ChatRequest) -> tuple[JSONObject, Usage | None]:
-        data = _load_object(body, self.deployment.provider)
+        data = load_json_object(body, self.deployment.provider)
         if not isinstance(data.get("choices"), list):
             raise ProviderProtocolError(
                 f"Provider '{self.deployment.provider}' returned a response without 'choices'.",
@@ -79,23 +81,11 @@ class OpenAIAdapter:
         return UpstreamRequest("POST", self._url("embeddings"), self._headers, out)
 
     def parse_embeddings_response(self, body: bytes, request_body: JSONObject) -> tuple[JSONObject, Usage | None]:
-        data = _load_object(body, self.deployment.provider)
+        data = load_json_object(body, self.deployment.provider)
         return data, Usage.from_openai(data.get("usage"))
 
     def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return classify_http_error(self.deployment.provider, status, headers, body)
-
-
-def _load_object(body: bytes, provider: str) -> JSONObject:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProviderProtocolError(
-            f"Provider '{provider}' returned a body that is not JSON.", provider=provider
-        ) from None
-    if not isinstance(data, dict):
-        raise ProviderProtocolError(f"Provider '{provider}' returned a non-object JSON body.", provider=provider)
-    return data
 
 
 class OpenAIStreamDecoder:
@@ -133,18 +123,7 @@ class OpenAIStreamDecoder:
                     f"Provider '{self.provider}' sent an error mid-stream: {data[:300]}",
                     provider=self.provider,
                 )
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise ProviderProtocolError(
-                    f"Provider '{self.provider}' sent a stream event that is not JSON.",
-                    provider=self.provider,
-                ) from None
-            if not isinstance(chunk, dict):
-                raise ProviderProtocolError(
-                    f"Provider '{self.provider}' sent a stream event that is not an object.",
-                    provider=self.provider,
-                )
+            chunk = load_json_object(data, self.provider, STREAM_EVENT)
             if "error" in chunk and "choices" not in chunk:
                 raise UpstreamError(f"Provider '{self.provider}' sent an error mid-stream.", provider=self.provider)
             usage = Usage.from_openai(chunk.get("usage"))

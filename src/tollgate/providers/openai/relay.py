@@ -9,10 +9,8 @@ and errors. Everything else is forwarded byte for byte.
 
 from __future__ import annotations
 
-import orjson
-
 from tollgate.errors import ProviderProtocolError, UpstreamError
-from tollgate.types import JSONObject
+from tollgate.providers.base import STREAM_EVENT, load_json_object
 from tollgate.wire.openai import Usage
 from tollgate.wire.sse import DONE
 
@@ -101,7 +99,7 @@ class OpenAIRelayDecoder:
         needs_usage = b'"usage"' in payload and not any(n in payload for n in _NULL_USAGE)
         needs_finish = b'"finish_reason"' in payload and not any(n in payload for n in _NULL_FINISH)
         if needs_usage or needs_finish or b'"error"' in payload:
-            data = self._load(payload)
+            data = load_json_object(payload, self.provider, STREAM_EVENT)
             if isinstance(data.get("error"), dict) and "choices" not in data:
                 raise UpstreamError(f"Provider '{self.provider}' sent an error mid-stream.", provider=self.provider)
             usage = Usage.from_openai(data.get("usage"))
@@ -115,16 +113,3 @@ class OpenAIRelayDecoder:
             if self._hide_usage and usage is not None and not choices:
                 return None
         return _SAME if same else block + b"\n\n"
-
-    def _load(self, payload: bytes) -> JSONObject:
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise ProviderProtocolError(
-                f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
-            ) from None
-        if not isinstance(data, dict):
-            raise ProviderProtocolError(
-                f"Provider '{self.provider}' sent a stream event that is not an object.", provider=self.provider
-            )
-        return data
