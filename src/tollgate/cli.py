@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", "-c", help="config file naming the storage (default: zero-config)")
     rsub = report.add_subparsers(dest="report_cmd", required=True)
     spend = rsub.add_parser("spend", help="spend per user, team, org, model, key or day")
+    # Also accepted after the subcommand; SUPPRESS keeps a value given before it.
+    spend.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file naming the storage")
     spend.add_argument("--by", default="user", choices=("user", "team", "org", "model", "key", "day"))
     spend.add_argument("--since", help="first UTC day, YYYY-MM-DD (default: the first of this month)")
     spend.add_argument("--until", help="last UTC day, included, YYYY-MM-DD (default: today)")

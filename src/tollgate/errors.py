@@ -7,6 +7,7 @@
     ├── PermissionDeniedError                403  permission_error
     ├── NotFoundError                        404  invalid_request_error / not_found
     │   └── ModelNotFoundError               404  invalid_request_error / model_not_found
+    ├── BudgetExceededError                  402  insufficient_quota / budget_exceeded (or 403 if configured)
     ├── PayloadTooLargeError                 413  invalid_request_error / request_too_large
     ├── RateLimitError                       429  rate_limit_error (carries Retry-After)
     ├── UpstreamError                        502  upstream_error (something went wrong at the provider)
@@ -78,6 +79,19 @@ class NotFoundError(TollgateError):
 
 class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
+
+
+class BudgetExceededError(TollgateError):
+    """A USD budget of the caller (key, user, team or org) cannot take the request's cost.
+
+    402 Payment Required by default (``budgets.exceed_status`` may make it 403): the caller is known and
+    allowed, but out of money, which clients must not retry blindly like a 429. The type is OpenAI's own
+    ``insufficient_quota`` (what its SDKs and tools already recognise as "out of credit"); Anthropic clients
+    see ``billing_error``."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "budget_exceeded"
 
 
 class PayloadTooLargeError(TollgateError):

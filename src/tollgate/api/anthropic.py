@@ -16,7 +16,7 @@ from tollgate.api.http import JSON_HEADERS, SSE_HEADERS, Request, send_bytes, se
 from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
 from tollgate.core.dispatch import ChunkStream, Completed
-from tollgate.core.gateway import Gateway, describe_request
+from tollgate.core.gateway import FilteredStream, Gateway, describe_request
 from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
@@ -36,11 +36,11 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
     describe_request(ctx, body, raw)
+    ctx.stream = stream = body.get("stream") is True
     route = await gw.route(ctx, model)
-    if _native(gw, route):
+    filters = gw.stream_filters_for(ctx)  # a stream to filter (e.g. cut at a budget) goes through canonical chunks
+    if not filters and _native(gw, route):
         # The provider validates its own format: blocks and tools only Anthropic knows must survive.
-        stream = body.get("stream") is True
-        ctx.stream = stream
         native = ChatRequest(body=body, model=model, stream=stream, include_usage=stream, raw=raw)
         await _passthrough(gw, request, ctx, native, body, raw, route)
         return
@@ -53,7 +53,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         await send_json(request.send, 200, message, ctx.response_headers())
         return
     assert isinstance(result, ChunkStream)
-    await pump(request, ctx, result, AnthropicStreamEncoder(req.model))
+    await pump(request, ctx, FilteredStream(result, filters) if filters else result, AnthropicStreamEncoder(req.model))
 
 
 async def _passthrough(

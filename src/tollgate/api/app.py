@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from tollgate.api import admin, admin_spend, anthropic, health, openai, simple
+from tollgate.api import admin, admin_spend, anthropic, health, metrics, openai, simple
 from tollgate.api.errors import anthropic_error, openai_error
 from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
 from tollgate.config.schema import TollgateConfig
@@ -58,6 +58,7 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", "/health"): RouteSpec(health.health, "health", "health"),
         ("GET", "/health/live"): RouteSpec(health.health, "health", "health"),
         ("GET", "/health/ready"): RouteSpec(health.ready, "health", "ready"),
+        ("GET", "/metrics"): RouteSpec(metrics.metrics, "health", "metrics"),  # ops: not counted as a request
         ("GET", "/admin/spend"): RouteSpec(admin_spend.spend, "admin", "admin"),
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
@@ -93,6 +94,7 @@ class TollgateApp:
         self.gateway = gateway
         self.settings = settings
         self.routes = _routes()
+        self.in_flight = metrics.in_flight_gauge(gateway)
         self._paths = {path for _, path in self.routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,6 +143,8 @@ class TollgateApp:
                 err = NotFoundError(f"Unknown endpoint {method} {path}. See the README for the gateway's endpoints.")
             await _send_error(send, ctx, err, openai_error)
             return
+        if spec.front_door != "health":
+            self.in_flight.inc()
         try:
             await spec.handler(gw, request, ctx)
         except TollgateError as exc:
@@ -153,6 +157,7 @@ class TollgateApp:
             await _send_error(send, ctx, internal, spec.render)
         finally:
             if spec.front_door != "health":
+                self.in_flight.dec()
                 gw.finalize(ctx)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -9,7 +9,7 @@ from tollgate.api.http import JSON_HEADERS, Request, send_bytes, send_json
 from tollgate.api.streaming import pump, race_disconnect
 from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed, RelayStream
-from tollgate.core.gateway import Gateway, describe_request
+from tollgate.core.gateway import FilteredStream, Gateway, describe_request
 from tollgate.errors import InvalidRequestError, TollgateError
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, parse_chat_request, parse_json_object
@@ -67,7 +67,8 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     ctx.stream = req.stream
     describe_request(ctx, req.body, raw)
     route = await gw.route(ctx, req.model)
-    result = await gw.dispatcher.chat(ctx, req, route, relay=None if gw.stream_filters else "openai")
+    filters = gw.stream_filters_for(ctx)  # any filter (e.g. a budget to cut at) rules out relaying bytes
+    result = await gw.dispatcher.chat(ctx, req, route, relay=None if filters else "openai")
     if isinstance(result, Completed):
         ctx.usage = result.usage
         body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
@@ -75,7 +76,8 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     elif isinstance(result, RelayStream):
         await pump(request, ctx, result, _RELAY)
     else:
-        await pump(request, ctx, result, OpenAIStreamEncoder(req.include_usage))
+        stream = FilteredStream(result, filters) if filters else result
+        await pump(request, ctx, stream, OpenAIStreamEncoder(req.include_usage))
 
 
 async def embeddings(gw: Gateway, request: Request, ctx: RequestContext) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -51,6 +52,8 @@ async def pump(
                 data = encoder.encode(piece)
                 if data:
                     await stream_part(send, data)
+                    if ctx.first_byte_at is None:  # time to first byte, for the metrics
+                        ctx.first_byte_at = time.perf_counter()
             final = encoder.end()
         except TollgateError as err:
             ctx.status, ctx.error_type = err.status, err.type

@@ -11,7 +11,8 @@ class RateLimitSettings(BaseModel):
     counter_url: str | None = Field(
         None,
         description="Where rate-limit counters live: unset (or memory://) for in-process counters, exact for one "
-        "gateway process; redis://host:6379/0 (or rediss://) so every replica enforces one global limit.",
+        "gateway process; redis://host:6379/0 (or rediss://) so every replica enforces one global limit. The same "
+        "Redis carries key revocations and other cache invalidations between replicas.",
     )
     fail_open: bool = Field(
         True,

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tollgate.config.budgets import BudgetSettings
 from tollgate.config.limits import RateLimitSettings
 from tollgate.config.pricing import PricingConfig
 
@@ -118,6 +119,31 @@ class SettingsConfig(_Strict):
     )
 
 
+class MetricsConfig(_Strict):
+    enabled: bool = Field(True, description="Record Prometheus metrics and serve them at GET /metrics.")
+    require_auth: bool = Field(
+        False,
+        description="Require the master key or an admin key (Authorization: Bearer) to read /metrics. Off by "
+        "default: metrics hold counts labelled with team and org ids, no keys, prompts or secrets.",
+    )
+    key_label: bool = Field(
+        False,
+        description="Add a 'key' label (the key id) to per-tenant metrics. One series per key: only for "
+        "deployments with few keys.",
+    )
+    user_label: bool = Field(
+        False,
+        description="Add a 'user' label (the user id) to per-tenant metrics. One series per user: only for "
+        "deployments with few users.",
+    )
+    max_model_labels: int = Field(
+        200,
+        ge=1,
+        description="Distinct requested model names used as the 'model' label; further names are counted "
+        "as 'other', so clients cannot grow the number of series without bound.",
+    )
+
+
 class TollgateConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig, description="Static settings: read at start.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Static settings: read at start.")
@@ -136,6 +162,14 @@ class TollgateConfig(_Strict):
     pricing: PricingConfig = Field(
         default_factory=PricingConfig,
         description="Model prices (USD per million tokens) over the built-in table; what to do with unpriced models.",
+    )
+    budgets: BudgetSettings = Field(
+        default_factory=BudgetSettings,
+        description="USD budgets: how requests reserve cost, cutting streams at the budget, alerts (docs/budgets.md).",
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        description="Prometheus metrics at /metrics: static settings, read at start (docs/observability.md).",
     )
 
     @field_validator("providers")

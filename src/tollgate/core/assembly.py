@@ -9,6 +9,10 @@ from tollgate.config.settings import StaticSettings
 from tollgate.core.gateway import Gateway
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
+from tollgate.observability.metrics import GatewayMetrics
+from tollgate.observability.recorder import MetricsRecorder, StateReadings
+from tollgate.policies.budget import BudgetPolicy
+from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
@@ -16,6 +20,7 @@ from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.pricing import PriceBook
 from tollgate.state.counters import open_counter_store
 from tollgate.state.factory import open_storage
+from tollgate.state.invalidation import open_invalidation_bus
 
 
 def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: StaticSettings, master_key: str) -> Gateway:
@@ -30,11 +35,40 @@ def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: Stat
     rate_limits = RateLimitPolicy(counters, rl)
     prices = PriceBook(config.pricing)
     ledger = LedgerPolicy(storage.ledger, prices, settings.data_dir / SPOOL_FILE)
+    # Budgets share the rate limiter's counter store (and its fail_open): docs/budgets.md.
+    budgets = BudgetPolicy(counters, prices, config.budgets, alerts=BudgetAlerts(counters, config.budgets.alerts))
     # ADMIT order: the allow-list first (a forbidden model must not consume the caller's limits), then
-    # the price check (an unpriced model is refused before it is counted), then the limits.
-    gateway.admit_policies = (ModelAccessPolicy(), UnpricedModelPolicy(prices), rate_limits)
+    # the price check (an unpriced model is refused before it is counted), then the limits, then the
+    # budget last (a request a rate limit refuses must not hold budget, even for a moment).
+    gateway.admit_policies = (ModelAccessPolicy(), UnpricedModelPolicy(prices), rate_limits, budgets)
+    # Streams of callers with a budget go through canonical chunks, so they can be cut at the budget.
+    gateway.stream_filters = (budgets,)
     # FINALIZE order: the ledger first, since it prices the request (ctx.cost_usd) for what follows.
-    gateway.finalize_policies = (ledger, rate_limits)
-    gateway.services = (ledger, rate_limits)
+    gateway.finalize_policies = (ledger, rate_limits, budgets)
+    # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
+    bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
+    gateway.authenticator.attach(bus)
+    gateway.services = (bus, ledger, rate_limits, budgets)
     gateway.closers = (counters.close,)
+    mc = config.metrics
+    if mc.enabled:
+        # Metrics last in FINALIZE: they see what every other policy recorded (the ledger's cost).
+        readings = StateReadings(
+            ledger_queue_depth=lambda: ledger.queued,
+            ledger_rows_written=lambda: ledger.written,
+            ledger_rows_spooled=lambda: ledger.spooled,
+            ledger_write_failures=lambda: ledger.failures,
+            rate_limit_store_fallbacks=lambda: int(getattr(counters, "fallbacks", 0)),  # Redis store only
+            rate_limit_store_errors=lambda: int(getattr(counters, "errors", 0)),
+            rate_limit_unavailable=lambda: rate_limits.unavailable,
+        )
+        metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
+        recorder = MetricsRecorder(
+            metrics,
+            config_version=gateway.snapshot.version,
+            readings=readings,
+            max_model_labels=mc.max_model_labels,
+            require_auth=mc.require_auth,
+        )
+        gateway.finalize_policies += (recorder,)
     return gateway

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from tollgate.context import Budget, Limit, Principal, Scope
 from tollgate.errors import AuthenticationError
 from tollgate.policies.model_access import intersect_allow_lists
+from tollgate.state.invalidation import Invalidation, InvalidationBus
 from tollgate.state.keys import KeyRecord, KeyStore, hash_key
 from tollgate.state.tenants import KEY_ROLES_FOR_USER, Entity, Org, Team, TenantStore, User
 from tollgate.types import JSONObject
@@ -17,9 +18,10 @@ from tollgate.types import JSONObject
 _MISSING = "Missing API key. Send your Tollgate key as 'Authorization: Bearer <key>' (or in the 'x-api-key' header)."
 _INVALID = "Invalid API key. Check the key you send to Tollgate, or ask your gateway admin for a new one."
 
-# Entries live this long before they are re-read, so a change made by another process (the CLI,
-# another replica: revocation, rotation, a deleted team, new limits) is seen within this many seconds;
-# changes made through this process's admin API take effect at once (they invalidate the cache).
+# Entries live this long before they are re-read, so a change made by another process that does not reach
+# this one through the invalidation bus (the CLI; another replica while Redis is down or not configured) is
+# seen within this many seconds. Changes made through this process's admin API take effect at once, and
+# with a Redis bus (docs/distributed.md) so do those made on every other replica.
 POSITIVE_TTL = 5.0
 NEGATIVE_TTL = 5.0
 _MAX_CACHE = 100_000
@@ -61,6 +63,9 @@ class Authenticator:
         self._master_bytes = master_key.encode()
         self._cache: dict[str, _Entry] = {}
         self._now = clock
+        self._bus: InvalidationBus | None = None
+        # Bumped by every invalidation: a load that started before one must not cache what it read.
+        self._generation = 0
         self.master = Principal(key_id="master", name="master key", role="admin")
 
     async def authenticate(self, key: str | None) -> Principal:
@@ -86,6 +91,7 @@ class Authenticator:
         return entry.principal
 
     async def _load(self, digest: str, now: float) -> _Entry:
+        generation = self._generation
         record = await self._store.get_by_hash(digest)
         principal: Principal | None = None
         refusal: str | None = None
@@ -98,15 +104,49 @@ class Authenticator:
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         entry = _Entry(record, principal, refusal, now + (POSITIVE_TTL if record else NEGATIVE_TTL))
-        self._cache[digest] = entry
+        if generation == self._generation:
+            self._cache[digest] = entry
+        # else: an invalidation arrived while the store was read, so what was read may be stale: serve it to
+        # this one request only (as if it had come just before the change) and re-read on the next.
         return entry
 
+    def attach(self, bus: InvalidationBus) -> None:
+        """Publish this process's invalidations on ``bus`` and apply every other replica's."""
+        self._bus = bus
+        bus.subscribe(self.apply, self.clear)
+
     def invalidate(self, record: KeyRecord) -> None:
-        """Forget a key so its next use re-reads the store (on revoke, rotate, update)."""
-        self._cache.pop(record.key_hash, None)
+        """Forget a key so its next use re-reads the store (on revoke, rotate, update), here and on every replica."""
+        self._drop_hash(record.key_hash)
+        # By id as well: after a rotation, other replicas may still hold the old secret's hash under this id.
+        self._drop_scope("key", record.id)
+        if self._bus is not None:
+            self._bus.publish(Invalidation("key", record.id))
 
     def invalidate_scope(self, scope: Scope, scope_id: str) -> None:
-        """Forget every key under a user, team or org (its settings changed, or it was deleted)."""
+        """Forget every key under a user, team or org (its settings changed, or it was deleted), on every replica."""
+        self._drop_scope(scope, scope_id)
+        if self._bus is not None:
+            self._bus.publish(Invalidation(scope, scope_id))
+
+    def apply(self, event: Invalidation) -> None:
+        """Apply an invalidation published by another replica (never re-published)."""
+        if event.scope == "hash":
+            self._drop_hash(event.id)
+        else:
+            self._drop_scope(event.scope, event.id)
+
+    def clear(self) -> None:
+        """Forget every key (the bus may have missed messages: after a reconnection)."""
+        self._generation += 1
+        self._cache.clear()
+
+    def _drop_hash(self, digest: str) -> None:
+        self._generation += 1
+        self._cache.pop(digest, None)
+
+    def _drop_scope(self, scope: Scope, scope_id: str) -> None:
+        self._generation += 1
         field_name = f"{scope}_id" if scope != "key" else "id"
         stale = [
             digest

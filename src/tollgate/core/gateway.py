@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 import orjson
 
 from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
-from tollgate.core.dispatch import Dispatcher
-from tollgate.core.phases import AdmitPolicy, FinalizePolicy, StreamFilterFactory
+from tollgate.core.dispatch import ChunkStream, Dispatcher
+from tollgate.core.phases import AdmitPolicy, FinalizePolicy, StreamFilter, StreamFilterFactory
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.routing.resolver import Route
 from tollgate.state.factory import Storage
 from tollgate.types import JSONObject
-from tollgate.wire.openai import max_output_tokens
+from tollgate.wire.openai import Usage, max_output_tokens
 
 access_log = logging.getLogger("tollgate.access")
 
@@ -120,6 +120,14 @@ class Gateway:
             return models
         return [m for m in models if model_allowed(principal.allowed_models, str(m["id"]))]
 
+    # Phase 6: RESPOND
+    def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
+        """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed
+        as the provider's own bytes; otherwise it must go through canonical chunks and ``FilteredStream``."""
+        if not ctx.stream:
+            return []
+        return [f for factory in self.stream_filters if (f := factory.stream_filter(ctx)) is not None]
+
     # Phase 7: FINALIZE — must not raise.
     def finalize(self, ctx: RequestContext) -> None:
         for policy in self.finalize_policies:
@@ -129,6 +137,54 @@ class Gateway:
                 logging.getLogger("tollgate").exception("finalize policy %s failed", type(policy).__name__)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(_access_line(ctx))
+
+
+class FilteredStream:
+    """A canonical stream passed through a request's stream filters, in phase order.
+
+    A filter that sets ``done`` ends the stream: what it returned is the last piece, every filter is
+    flushed, and the upstream is closed at once. A filter with ``final_usage(upstream) -> Usage | None``
+    decides the usage reported for the request (a cut stream is charged for what it generated).
+    """
+
+    def __init__(self, inner: ChunkStream, filters: list[StreamFilter]) -> None:
+        self._inner = inner
+        self._filters = filters
+
+    async def __aiter__(self) -> AsyncIterator[list[JSONObject]]:
+        filters = self._filters
+        async for chunks in self._inner:
+            for flt in filters:
+                chunks = flt.feed(chunks) if chunks else chunks
+            if any(getattr(flt, "done", False) for flt in filters):
+                await self._inner.aclose()
+                chunks += self._flush()
+                if chunks:
+                    yield chunks
+                return
+            if chunks:
+                yield chunks
+        tail = self._flush()
+        if tail:
+            yield tail
+
+    def _flush(self) -> list[JSONObject]:
+        carried: list[JSONObject] = []
+        for flt in self._filters:
+            carried = (flt.feed(carried) if carried else []) + flt.flush()
+        return carried
+
+    @property
+    def usage(self) -> Usage | None:
+        usage = self._inner.usage
+        for flt in self._filters:
+            final = getattr(flt, "final_usage", None)
+            if final is not None:
+                usage = final(usage)
+        return usage
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:
