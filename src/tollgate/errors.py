@@ -17,6 +17,7 @@
     │   ├── ProviderUnavailableError         502  upstream_error / provider_unavailable (5xx, connection)
     │   ├── ProviderTimeoutError             504  timeout_error / provider_timeout
     │   └── ProviderProtocolError            502  upstream_error / bad_upstream_response
+    ├── ServiceUnavailableError              503  api_error / service_unavailable (a store the gateway needs is down)
     └── InternalError                        500  api_error
 
 Every error knows its HTTP status, its OpenAI error ``type`` and ``code``; messages are written
@@ -165,6 +166,14 @@ class ProviderTimeoutError(UpstreamError):
 class ProviderProtocolError(UpstreamError):
     code = "bad_upstream_response"
     retryable = True
+
+
+class ServiceUnavailableError(TollgateError):
+    """A store the gateway needs to decide is unreachable and the configuration says to fail closed."""
+
+    status = 503
+    type = "api_error"
+    code = "service_unavailable"
 
 
 class InternalError(TollgateError):

@@ -179,6 +179,7 @@ rate_limits:
 pricing:
   models:
     tollgate-demo: {{input: 1.0, output: 2.0}}
+    demo/budgeted-demo: {{input: 0, output: 0, per_request: 0.01}}
 """,
         encoding="utf-8",
     )
@@ -286,6 +287,29 @@ async def test_rotation_reaches_the_other_replica_within_a_second(
     rotated = await _admin(session, cluster.a, f"/admin/keys/{cluster.key_ids['k1']}/rotate", {})
     assert await _refused_within(session, cluster.b, old) < FANOUT_BOUND
     assert await _chat(session, cluster.b, rotated["key"]) == 429  # the new secret works (and is still limited)
+
+
+async def test_two_replicas_hold_one_global_budget(cluster: Cluster, session: aiohttp.ClientSession) -> None:
+    """A $0.10 team budget at $0.01 a request: of 30 concurrent requests on both replicas, exactly 10 pass."""
+    a = cluster.a
+    await _admin(
+        session,
+        a,
+        "/admin/teams",
+        {"id": "dist-budget", "org_id": "dist-org", "name": "B", "budget": {"limit_usd": 0.10, "period": "total"}},
+    )
+    await _admin(session, a, "/admin/users", {"id": "dist-spender", "team_id": "dist-budget"})
+    key = (await _admin(session, a, "/admin/keys", {"name": "spender", "user_id": "dist-spender"}))["key"]
+    body = {"model": "demo/budgeted-demo", "messages": [{"role": "user", "content": "hello"}]}
+
+    async def call(replica: Replica) -> int:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with session.post(replica.base + "/v1/chat/completions", json=body, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+
+    statuses = await asyncio.gather(*(call(cluster.replicas[i % 2]) for i in range(BURST)))
+    assert sorted(statuses) == [200] * 10 + [402] * (BURST - 10), statuses
 
 
 async def _refused_within(session: aiohttp.ClientSession, replica: Replica, key: str) -> float:

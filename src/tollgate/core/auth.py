@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tollgate.context import Budget, Limit, Principal, Scope
-from tollgate.errors import AuthenticationError
+from tollgate.errors import AuthenticationError, ServiceUnavailableError
 from tollgate.policies.model_access import intersect_allow_lists
 from tollgate.state.invalidation import Invalidation, InvalidationBus
 from tollgate.state.keys import KeyRecord, KeyStore, hash_key
@@ -22,6 +23,8 @@ _INVALID = "Invalid API key. Check the key you send to Tollgate, or ask your gat
 # this one through the invalidation bus (the CLI; another replica while Redis is down or not configured) is
 # seen within this many seconds. Changes made through this process's admin API take effect at once, and
 # with a Redis bus (docs/distributed.md) so do those made on every other replica.
+log = logging.getLogger("tollgate")
+
 POSITIVE_TTL = 5.0
 NEGATIVE_TTL = 5.0
 _MAX_CACHE = 100_000
@@ -64,6 +67,8 @@ class Authenticator:
         self._cache: dict[str, _Entry] = {}
         self._now = clock
         self._bus: InvalidationBus | None = None
+        self.store_errors = 0  # key-store reads that failed (served from the last known state, or 503)
+        self._last_store_warning = float("-inf")
         # Bumped by every invalidation: a load that started before one must not cache what it read.
         self._generation = 0
         self.master = Principal(key_id="master", name="master key", role="admin")
@@ -77,7 +82,12 @@ class Authenticator:
         now = self._now()
         entry = self._cache.get(digest)
         if entry is None or entry.expires <= now:
-            entry = await self._load(digest, now)
+            try:
+                entry = await self._load(digest, now)
+            except Exception as exc:
+                # The key store is unreachable: a key seen before keeps its last known state (revocations
+                # still arrive over the bus); an unknown key cannot be checked, so it is refused with 503.
+                entry = self._stale(digest, entry, exc)
         record = entry.record
         if record is None:
             raise AuthenticationError(_INVALID)
@@ -89,6 +99,20 @@ class Authenticator:
         if entry.principal is None:
             raise AuthenticationError(entry.refusal or _INVALID)
         return entry.principal
+
+    def _stale(self, digest: str, entry: _Entry | None, exc: Exception) -> _Entry:
+        self.store_errors += 1
+        now = self._now()
+        if now - self._last_store_warning >= 60.0:
+            self._last_store_warning = now
+            log.warning("KEY STORE UNREACHABLE (%s): serving known keys from their last state", type(exc).__name__)
+        if entry is None or entry.record is None:
+            raise ServiceUnavailableError(
+                "API keys cannot be checked right now because the gateway's key store is unreachable. "
+                "Try again shortly.",
+                headers={"retry-after": "1"},
+            ) from None
+        return entry
 
     async def _load(self, digest: str, now: float) -> _Entry:
         generation = self._generation

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from tollgate.config.budgets import BudgetSettings
 from tollgate.context import Budget, RequestContext, Scope
-from tollgate.errors import BudgetExceededError, TollgateError
+from tollgate.errors import BudgetExceededError, ServiceUnavailableError
 from tollgate.policies.budget_alerts import BudgetAlerts, BudgetLine
 from tollgate.pricing import NANOS_PER_USD, ModelPrice, PriceBook
 from tollgate.routing.resolver import Route
@@ -208,13 +208,12 @@ class BudgetPolicy:
                     decision = await self._reserve(rid, lines, left)
         except CounterStoreUnavailableError:
             self.unavailable += 1
-            err = TollgateError(
+            err = ServiceUnavailableError(
                 "Budgets cannot be checked right now because the gateway's counter store is unreachable. "
                 "Try again shortly.",
                 code="budget_store_unavailable",
                 headers={"retry-after": "1"},
             )
-            err.status = 503
             raise err from None
         if not decision.allowed:
             raise self._refusal(lines, decision, amount)

@@ -29,7 +29,7 @@ from typing import Literal
 
 from tollgate.config.limits import RateLimitSettings
 from tollgate.context import Limit, RequestContext, Scope
-from tollgate.errors import RateLimitError, TollgateError
+from tollgate.errors import RateLimitError, ServiceUnavailableError
 from tollgate.routing.resolver import Route
 from tollgate.state.counters import Charge, CounterStore, CounterStoreUnavailableError, Decision, Settlement
 
@@ -117,13 +117,12 @@ class RateLimitPolicy:
         except CounterStoreUnavailableError:
             del self._held[id(ctx)]
             self.unavailable += 1
-            err = TollgateError(
+            err = ServiceUnavailableError(
                 "Rate limits cannot be checked right now because the gateway's rate-limit store is unreachable. "
                 "Try again shortly.",
                 code="rate_limiter_unavailable",
                 headers={"retry-after": "1"},
             )
-            err.status = 503
             raise err from None
         ctx.extra_headers.extend(_headers(items, decision))
         if not decision.allowed:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from tollgate.context import Budget, Limit
 from tollgate.core.auth import POSITIVE_TTL, Authenticator, key_from_headers
-from tollgate.errors import AuthenticationError
+from tollgate.errors import AuthenticationError, ServiceUnavailableError
 from tollgate.policies.model_access import model_allowed
 from tollgate.state.keys import new_key_record, rotated
 from tollgate.state.memory import MemoryKeyStore, MemoryTenantStore
+from tollgate.state.sqlite import SQLiteStorage
 from tollgate.state.tenants import BudgetSpec, LimitSpec, Org, Team, User
 
 
@@ -214,3 +216,24 @@ async def test_expiry_uses_the_clock_and_rotation_retires_the_old_secret() -> No
     clock.now += 61
     with pytest.raises(AuthenticationError, match="expired"):
         await auth.authenticate(new_key)
+
+
+async def test_an_unreachable_key_store_serves_known_keys_from_their_last_state(tmp_path: Path) -> None:
+    storage = SQLiteStorage(str(tmp_path / "keys.db"))
+    clock = Clock()
+    auth = Authenticator(storage.keys, "m", clock=clock)
+    key, record = new_key_record(name="svc", limits=LimitSpec(rpm=7))
+    await storage.keys.put(record)
+    known = await auth.authenticate(key)
+    other_key, other = new_key_record(name="never-seen")
+    await storage.keys.put(other)
+    await storage.close()  # from here on every read of the store fails, as with a database that is down
+    clock.now += POSITIVE_TTL + 1
+    assert await auth.authenticate(key) == known  # limits and budgets stay enforced from the last state
+    assert auth.store_errors == 1
+    with pytest.raises(ServiceUnavailableError) as refused:  # an unknown key cannot be checked: fail closed
+        await auth.authenticate(other_key)
+    assert refused.value.status == 503 and refused.value.headers["retry-after"] == "1"
+    auth.invalidate(record)  # a revocation heard over the bus drops the last state: the key is refused too
+    with pytest.raises(ServiceUnavailableError):
+        await auth.authenticate(key)
