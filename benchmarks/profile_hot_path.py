@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Profile Tollgate's hot path: mock upstream + Tollgate + load, sampled with py-spy; top self-time functions.
 
-  python3 benchmarks/profile.py                         # non-streaming, c=16, 15 s
-  python3 benchmarks/profile.py --mode stream --concurrency 16 --duration 15
+  python3 benchmarks/profile_hot_path.py                         # non-streaming, c=16, 15 s
+  python3 benchmarks/profile_hot_path.py --mode stream --concurrency 16 --duration 15
 
 Starts the mock (CPU 1) and Tollgate zero-config (pinned to CPU 0), warms up, then runs py-spy
 (CPU 1, `record -f raw`, Python frames only) on Tollgate while wrk (non-streaming) or loadgen.py
