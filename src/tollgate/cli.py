@@ -1,4 +1,4 @@
-"""The ``tollgate`` command: serve, check-config, keys, orgs, teams, users, report, schema."""
+"""The ``tollgate`` command: serve, check-config, keys, orgs, teams, users, report, cache, schema."""
 
 from __future__ import annotations
 
@@ -235,6 +235,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """The cache lives in the running gateway: ask it through the admin API (``--url``, the master key)."""
+    import urllib.error
+    import urllib.request
+
+    key = args.key or os.environ.get("TOLLGATE_MASTER_KEY", "")
+    if args.cache_cmd == "stats":
+        req = urllib.request.Request(args.url.rstrip("/") + "/admin/cache/stats", method="GET")
+    else:
+        body: JSONObject = {"all": True} if args.all else {}
+        for name in ("model", "org", "team", "key_id"):
+            value = getattr(args, name)
+            if value:
+                body["key" if name == "key_id" else name] = value
+        req = urllib.request.Request(
+            args.url.rstrip("/") + "/admin/cache/invalidate", data=orjson.dumps(body), method="POST"
+        )
+        req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            payload = resp.read()
+    except urllib.error.HTTPError as exc:
+        print(f"error: HTTP {exc.code}: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(orjson.dumps(TollgateConfig.model_json_schema(), option=orjson.OPT_INDENT_2).decode())
     return 0
@@ -310,6 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     spend.add_argument("--format", default="table", choices=("table", "csv", "json"))
     spend.add_argument("--verify", action="store_true", help="also check the totals against a full ledger scan")
     report.set_defaults(func=cmd_report)
+
+    cache = sub.add_parser("cache", help="response cache stats and invalidation (asks the running gateway)")
+    cache.add_argument("--url", default=os.environ.get("TOLLGATE_URL", "http://127.0.0.1:4000"), help="gateway URL")
+    cache.add_argument("--key", help="an admin key (default: $TOLLGATE_MASTER_KEY)")
+    csub = cache.add_subparsers(dest="cache_cmd", required=True)
+    csub.add_parser("stats", help="hits, misses, tokens and dollars saved, entries")
+    inv = csub.add_parser("invalidate", help="drop entries: --all, or one of --model, --org, --team, --key-id")
+    inv.add_argument("--all", action="store_true")
+    inv.add_argument("--model")
+    inv.add_argument("--org")
+    inv.add_argument("--team")
+    inv.add_argument("--key-id", dest="key_id")
+    cache.set_defaults(func=cmd_cache)
 
     schema = sub.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(func=cmd_schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import openai
@@ -215,3 +216,17 @@ async def test_async_client_streams(gw: RunningGateway) -> None:
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "Hello from the fake OpenAI."
     await client.close()
+
+
+def test_gateway_metadata_keys_do_not_reach_the_provider(client: openai.OpenAI, fake_openai: FakeServer) -> None:
+    client.chat.completions.create(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "x"}],
+        metadata={"tollgate_cache_ttl": "60", "project": "apollo"},
+    )
+    sent = json.loads(fake_openai.last.body)
+    assert sent["metadata"] == {"project": "apollo"}
+    client.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}], metadata={"tollgate_cache_ttl": "0"}
+    )
+    assert "metadata" not in json.loads(fake_openai.last.body)

@@ -18,6 +18,7 @@ from tollgate.context import RequestContext
 from tollgate.core.dispatch import ChunkStream, Completed
 from tollgate.core.gateway import FilteredStream, Gateway, describe_request
 from tollgate.errors import InvalidRequestError, TollgateError
+from tollgate.policies.cache import CachedAnswer, CachePlan, CompletionAccumulator, ReplayStream
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, parse_json_object, text_of
@@ -38,11 +39,15 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     describe_request(ctx, body, raw)
     ctx.stream = stream = body.get("stream") is True
     route = await gw.route(ctx, model)
+    plan, cached = await gw.cache_lookup(ctx, "anthropic", body, route, request.headers)
+    if cached is not None:
+        await _send_cached(request, ctx, cached, model)
+        return
     filters = gw.stream_filters_for(ctx)  # a stream to filter (e.g. cut at a budget) goes through canonical chunks
     if not filters and _native(gw, route):
         # The provider validates its own format: blocks and tools only Anthropic knows must survive.
         native = ChatRequest(body=body, model=model, stream=stream, include_usage=stream, raw=raw)
-        await _passthrough(gw, request, ctx, native, body, raw, route)
+        await _passthrough(gw, request, ctx, native, body, raw, route, plan)
         return
     req = decode_request(body)
     ctx.stream = req.stream
@@ -51,9 +56,19 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         ctx.usage = result.usage
         message = encode_response(result.data, result.usage, req.model)
         await send_json(request.send, 200, message, ctx.response_headers())
+        await gw.cache_store(plan, result.data, result.usage)
         return
     assert isinstance(result, ChunkStream)
-    await pump(request, ctx, FilteredStream(result, filters) if filters else result, AnthropicStreamEncoder(req.model))
+    chunks = gw.cache_recording(plan, FilteredStream(result, filters) if filters else result, filters)
+    await pump(request, ctx, chunks, AnthropicStreamEncoder(req.model))
+
+
+async def _send_cached(request: Request, ctx: RequestContext, cached: CachedAnswer, model: str) -> None:
+    """A cache hit, as a message or as the Messages event sequence."""
+    if ctx.stream:
+        await pump(request, ctx, ReplayStream(cached), AnthropicStreamEncoder(model))
+        return
+    await send_json(request.send, 200, encode_response(cached.completion, cached.usage, model), ctx.response_headers())
 
 
 async def _passthrough(
@@ -64,16 +79,19 @@ async def _passthrough(
     body: JSONObject,
     raw: bytes,
     route: Route,
+    plan: CachePlan | None,
 ) -> None:
     resp = await gw.dispatcher.passthrough(ctx, "messages", body, raw, route, stream=req.stream)
     assert ctx.deployment is not None
     adapter = gw.snapshot.adapter(ctx.deployment)
     if not req.stream:
         data = await resp.read()
-        _, ctx.usage = adapter.parse_chat_response(data, req)  # validates the body too
+        canonical, ctx.usage = adapter.parse_chat_response(data, req)  # validates the body too
         await send_bytes(request.send, 200, data, JSON_HEADERS + ctx.response_headers())
+        await gw.cache_store(plan, canonical, ctx.usage)
         return
     decoder = adapter.chat_stream_decoder(req)
+    answer = CompletionAccumulator() if gw.cache_stores(plan) else None
     encoder = AnthropicStreamEncoder(req.model)
     send = request.send
 
@@ -81,9 +99,14 @@ async def _passthrough(
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ctx.response_headers()})
         try:
             async for part in resp.chunks():
-                decoder.feed(part)  # usage tap; the client gets the provider's own bytes
+                chunks = decoder.feed(part)  # usage tap; the client gets the provider's own bytes
+                if answer is not None:
+                    answer.feed(chunks)
                 await send({"type": "http.response.body", "body": part, "more_body": True})
-            decoder.close()
+            tail = decoder.close()
+            if answer is not None:
+                answer.feed(tail)
+                await gw.cache_store(plan, answer.completion(), decoder.usage)
         except TollgateError as err:
             ctx.status, ctx.error_type = err.status, err.type
             await send({"type": "http.response.body", "body": encoder.error(err), "more_body": True})

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from tollgate.api import admin, admin_spend, anthropic, health, metrics, openai, simple
+from tollgate.api import admin, admin_cache, admin_spend, anthropic, health, metrics, openai, route_explain, simple
 from tollgate.api.errors import anthropic_error, openai_error
 from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
 from tollgate.config.schema import TollgateConfig
@@ -60,6 +60,9 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", "/health/ready"): RouteSpec(health.ready, "health", "ready"),
         ("GET", "/metrics"): RouteSpec(metrics.metrics, "health", "metrics"),  # ops: not counted as a request
         ("GET", "/admin/spend"): RouteSpec(admin_spend.spend, "admin", "admin"),
+        ("POST", "/v1/route/explain"): RouteSpec(route_explain.route_explain, "admin", "admin"),
+        ("GET", "/admin/cache/stats"): RouteSpec(admin_cache.stats, "admin", "admin"),
+        ("POST", "/admin/cache/invalidate"): RouteSpec(admin_cache.invalidate, "admin", "admin"),
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
 

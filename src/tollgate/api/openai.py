@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import orjson
 
 from tollgate.api.errors import openai_error
@@ -11,6 +13,7 @@ from tollgate.context import RequestContext
 from tollgate.core.dispatch import Completed, RelayStream
 from tollgate.core.gateway import FilteredStream, Gateway, describe_request
 from tollgate.errors import InvalidRequestError, TollgateError
+from tollgate.policies.cache import CachedAnswer, ReplayStream
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, parse_chat_request, parse_json_object
 from tollgate.wire.sse import DONE
@@ -67,17 +70,32 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     ctx.stream = req.stream
     describe_request(ctx, req.body, raw)
     route = await gw.route(ctx, req.model)
+    plan, cached = await gw.cache_lookup(ctx, "openai", req.body, route, request.headers)
+    if cached is not None:
+        await _send_cached(request, ctx, cached, req.include_usage)
+        return
     filters = gw.stream_filters_for(ctx)  # any filter (e.g. a budget to cut at) rules out relaying bytes
-    result = await gw.dispatcher.chat(ctx, req, route, relay=None if filters else "openai")
+    # An answer to cache is read as canonical chunks, not relayed as bytes.
+    relay: Literal["openai"] | None = None if filters or gw.cache_stores(plan) else "openai"
+    result = await gw.dispatcher.chat(ctx, req, route, relay=relay)
     if isinstance(result, Completed):
         ctx.usage = result.usage
         body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
         await send_bytes(request.send, 200, body, JSON_HEADERS + ctx.response_headers())
+        await gw.cache_store(plan, result.data, result.usage)
     elif isinstance(result, RelayStream):
         await pump(request, ctx, result, _RELAY)
     else:
         stream = FilteredStream(result, filters) if filters else result
-        await pump(request, ctx, stream, OpenAIStreamEncoder(req.include_usage))
+        await pump(request, ctx, gw.cache_recording(plan, stream, filters), OpenAIStreamEncoder(req.include_usage))
+
+
+async def _send_cached(request: Request, ctx: RequestContext, cached: CachedAnswer, include_usage: bool) -> None:
+    """A cache hit, as a completion or as a stream of chunks (with the usage chunk when asked for)."""
+    if ctx.stream:
+        await pump(request, ctx, ReplayStream(cached), OpenAIStreamEncoder(include_usage))
+        return
+    await send_bytes(request.send, 200, orjson.dumps(cached.completion), JSON_HEADERS + ctx.response_headers())
 
 
 async def embeddings(gw: Gateway, request: Request, ctx: RequestContext) -> None:

@@ -31,26 +31,34 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         if body.get(name) is not None:
             canonical[name] = body[name]
     route = await gw.route(ctx, model)
-    result = await gw.dispatcher.chat(ctx, ChatRequest(body=canonical, model=model, stream=False), route)
-    assert isinstance(result, Completed)
-    ctx.usage = result.usage
-    choices = result.data.get("choices")
+    plan, cached = await gw.cache_lookup(ctx, "openai", canonical, route, request.headers)
+    if cached is not None:
+        data, usage_in = cached.completion, cached.usage
+    else:
+        result = await gw.dispatcher.chat(ctx, ChatRequest(body=canonical, model=model, stream=False), route)
+        assert isinstance(result, Completed)
+        ctx.usage = usage_in = result.usage
+        data = result.data
+    choices = data.get("choices")
     first = choices[0] if isinstance(choices, list) and choices else {}
     message = first.get("message") if isinstance(first, dict) else None
     text = text_of(message.get("content")) if isinstance(message, dict) else ""
-    usage = result.usage or Usage()
+    usage = usage_in or Usage()
     dep = ctx.deployment
+    cached_model = data.get("model") if cached is not None else None
     await send_json(
         request.send,
         200,
         {
             "response": text,
-            "model": dep.model if dep else model,
+            "model": dep.model if dep else str(cached_model or model),
             "provider": dep.provider if dep else None,
             "usage": usage.to_openai(),
-            "cache_hit": False,
+            "cache_hit": ctx.cache_hit,
             "latency_ms": round(ctx.elapsed_ms, 2),
             "request_id": ctx.request_id,
         },
         ctx.response_headers(),
     )
+    if cached is None:
+        await gw.cache_store(plan, data, usage_in)

@@ -8,9 +8,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tollgate.config.budgets import BudgetSettings
+from tollgate.config.cache import CacheSettings
 from tollgate.config.limits import RateLimitSettings
 from tollgate.config.pricing import PricingConfig
 
+RoutingStrategy = Literal["priority", "weighted", "least_latency", "lowest_cost", "least_busy"]
 ProviderType = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "ollama", "demo"]
 
 
@@ -68,6 +70,18 @@ class DeploymentConfig(_Strict):
         description="Name of a provider declared under 'providers' (or detected from the environment)."
     )
     model: str = Field(description="The model id the provider knows (for Azure: the deployment name).")
+    weight: float = Field(
+        1.0, gt=0, description="Share of traffic under the 'weighted' strategy, relative to the other deployments."
+    )
+    priority: int = Field(
+        0,
+        description="Tier: lower tiers are tried first under every strategy; the strategy orders within a tier.",
+    )
+    tags: list[str] = Field(default_factory=list, description="Free labels, shown by /v1/route/explain.")
+    region: str | None = Field(None, description="Where this deployment runs (e.g. 'eu'), shown by /v1/route/explain.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Requests in flight to this deployment at once; when reached it is skipped."
+    )
 
 
 class ModelConfig(_Strict):
@@ -76,7 +90,71 @@ class ModelConfig(_Strict):
         description="Where this logical model is served, in order of preference: "
         "the next one is tried when one fails with a retryable error before any byte reached the client.",
     )
+    strategy: RoutingStrategy = Field(
+        "priority",
+        description="How deployments are ordered within a priority tier: priority (config order), weighted "
+        "(random by weight), least_latency, lowest_cost or least_busy (docs/routing.md).",
+    )
     description: str | None = Field(None, description="Free text for the people who maintain this config.")
+
+
+class RetryConfig(_Strict):
+    max_retries: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Retries of the same deployment per request (after a backoff) before falling back to the "
+        "next candidate. Fallbacks to other candidates need no retries.",
+    )
+    backoff_base: float = Field(0.1, gt=0, description="Seconds: the first backoff's upper bound (doubles per retry).")
+    backoff_max: float = Field(2.0, gt=0, description="Seconds: the largest backoff.")
+    jitter: bool = Field(
+        True, description="Full jitter: wait a uniform random time up to the backoff (else the backoff itself)."
+    )
+    retry_after_max: float = Field(
+        2.0,
+        ge=0,
+        description="Seconds: a provider's Retry-After up to this is waited before retrying the same deployment; "
+        "a longer one moves on to the next candidate at once.",
+    )
+
+
+class RetryBudgetConfig(_Strict):
+    ratio: float = Field(
+        0.2, ge=0, description="Extra upstream calls (retries and fallbacks) allowed, as a share of requests."
+    )
+    window_seconds: float = Field(10.0, gt=0, description="Seconds over which requests and extra calls are counted.")
+    min_retries: int = Field(
+        3, ge=0, description="Extra calls always allowed per window, so a quiet gateway can still fail over."
+    )
+
+
+class BreakerConfig(_Strict):
+    enabled: bool = Field(True, description="Skip deployments whose circuit breaker is open.")
+    consecutive_failures: int = Field(5, ge=1, description="Failures in a row that open the breaker.")
+    error_rate: float = Field(
+        0.5, gt=0, le=1, description="Share of failed calls over the window that opens the breaker."
+    )
+    min_calls: int = Field(20, ge=1, description="Calls needed in the window before the error rate is considered.")
+    window_seconds: float = Field(30.0, gt=0, description="Seconds over which the error rate is measured.")
+    open_seconds: float = Field(
+        30.0, gt=0, description="Seconds an open breaker waits before letting a probe through (half-open)."
+    )
+    half_open_probes: int = Field(
+        1, ge=1, description="Probe calls let through at once while half-open: a success closes, a failure reopens."
+    )
+
+
+class RoutingConfig(_Strict):
+    retries: RetryConfig = Field(default_factory=RetryConfig, description="Same-deployment retries and backoff.")
+    retry_budget: RetryBudgetConfig = Field(
+        default_factory=RetryBudgetConfig,
+        description="Caps extra upstream calls so retries and fallbacks cannot amplify an outage.",
+    )
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker per deployment.")
+    latency_alpha: float = Field(
+        0.3, gt=0, le=1, description="Weight of the newest sample in the latency moving averages (least_latency)."
+    )
 
 
 class ServerConfig(_Strict):
@@ -166,6 +244,11 @@ class TollgateConfig(_Strict):
     budgets: BudgetSettings = Field(
         default_factory=BudgetSettings,
         description="USD budgets: how requests reserve cost, cutting streams at the budget, alerts (docs/budgets.md).",
+    )
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="Exact response cache (docs/caching.md).")
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig,
+        description="Retries, retry budget, circuit breakers and latency averages (docs/routing.md).",
     )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig,

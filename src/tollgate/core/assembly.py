@@ -13,11 +13,13 @@ from tollgate.observability.metrics import GatewayMetrics
 from tollgate.observability.recorder import MetricsRecorder, StateReadings
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
+from tollgate.policies.cache import CachePolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.pricing import PriceBook
+from tollgate.state.cache import open_cache_store
 from tollgate.state.counters import open_counter_store
 from tollgate.state.factory import open_storage
 from tollgate.state.invalidation import open_invalidation_bus
@@ -50,6 +52,19 @@ def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: Stat
     gateway.authenticator.attach(bus)
     gateway.services = (bus, ledger, rate_limits, budgets)
     gateway.closers = (counters.close,)
+    cc = config.cache
+    # The exact cache shares the counters' Redis unless it names its own store (docs/caching.md).
+    cache_store = open_cache_store(
+        cc.url or rl.counter_url,
+        max_entries=cc.max_entries,
+        max_bytes=cc.max_bytes,
+        key_prefix=cc.key_prefix,
+        timeout_seconds=cc.redis_timeout_seconds,
+    )
+    gateway.cache = CachePolicy(cache_store, cc, prices)
+    close_cache = getattr(cache_store, "aclose", None)
+    if close_cache is not None:
+        gateway.closers += (close_cache,)
     mc = config.metrics
     if mc.enabled:
         # Metrics last in FINALIZE: they see what every other policy recorded (the ledger's cost).

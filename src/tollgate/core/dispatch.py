@@ -1,28 +1,49 @@
-"""DISPATCH: try the route's candidates in order until one answers; commit only once a first chunk arrived.
+"""DISPATCH: try the route's candidates in the strategy's order until one answers; commit at the first chunk.
 
 Retries and fallbacks happen only before anything reached the client: for a stream that is until the
 upstream produced its first canonical chunk, so a provider that fails before streaming is replaced
 transparently, and one that fails after is reported as a terminal error event by the front door.
+The decisions (order, breakers, backoff, retry budget) are the pure code in ``routing/``; this loop
+does the waiting and the calling, and records outcomes and latencies for the next decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from tollgate.context import RequestContext
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, UpstreamResponse
-from tollgate.errors import ProviderProtocolError, TollgateError, UnsupportedParameterError, UpstreamError
+from tollgate.errors import (
+    ProviderBadRequestError,
+    ProviderProtocolError,
+    ServiceUnavailableError,
+    TollgateError,
+    UnsupportedParameterError,
+    UpstreamError,
+)
 from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.resolver import Route
+from tollgate.routing.retry import after_failure
+from tollgate.routing.strategies import Candidate, RoutingState, order
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
 
 Piece = TypeVar("Piece")
 PieceOut = TypeVar("PieceOut", covariant=True)
 S = TypeVar("S", bound="StartedStream[list[JSONObject]] | StartedStream[bytes]")
+T = TypeVar("T")
+P = TypeVar("P")
+
+log = logging.getLogger("tollgate.routing")
+
+# Output tokens assumed by lowest_cost when the request sets no max_tokens (output usually costs more).
+_NOMINAL_OUTPUT_TOKENS = 256
 
 
 @dataclass(slots=True)
@@ -53,6 +74,8 @@ class StartedStream(Generic[Piece]):
         self.decoder = decoder
         self._resp = resp
         self._body = body
+        # Called once when the stream ends: True if it ran to its end (routing's in-flight and latency).
+        self.on_finish: Callable[[bool], None] | None = None
 
     async def __aiter__(self) -> AsyncIterator[Piece]:
         if self.first:
@@ -62,14 +85,21 @@ class StartedStream(Generic[Piece]):
             if piece:
                 yield piece
         tail = self.decoder.close()
+        self._finish(True)
         if tail:
             yield tail
+
+    def _finish(self, completed: bool) -> None:
+        hook, self.on_finish = self.on_finish, None
+        if hook is not None:
+            hook(completed)
 
     @property
     def usage(self) -> Usage | None:
         return self.decoder.usage
 
     async def aclose(self) -> None:
+        self._finish(False)
         self._resp.close()
         aclose = getattr(self._body, "aclose", None)
         if aclose is not None:
@@ -84,46 +114,158 @@ class RelayStream(StartedStream[bytes]):
     """Pieces are the provider's own bytes, already in the client's format."""
 
 
+Prepare = Callable[[ProviderAdapter], P]
+Call = Callable[[ProviderAdapter, P], Awaitable[T]]
+
+
 class Dispatcher:
-    def __init__(self, snapshot: Snapshot, transport: Transport) -> None:
+    def __init__(self, snapshot: Snapshot, transport: Transport, state: RoutingState) -> None:
         self.snapshot = snapshot
         self.transport = transport
+        # Breakers, latency averages and in-flight counts belong to the process, not to one config
+        # version: the gateway passes the same state to every dispatcher, with the current settings.
+        state.settings = snapshot.routing
+        self.state = state
 
     async def chat(
         self, ctx: RequestContext, req: ChatRequest, route: Route, *, relay: WireFormat | None = None
     ) -> Completed | ChunkStream | RelayStream:
         """Answer from the first deployment that can. With ``relay`` set to the client's format, a stream
         from a provider of that same format is forwarded as its own bytes (no stream filter may be active)."""
+
+        async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> Completed | ChunkStream | RelayStream:
+            if req.stream:
+                if relay is not None and adapter.wire_format == relay and hasattr(adapter, "relay_stream_decoder"):
+                    return await self._start_relay(adapter, upstream, req)
+                return await self._start_stream(adapter, upstream, req)
+            return await self._complete(adapter, upstream, req)
+
+        return await self._attempts(ctx, route, lambda adapter: adapter.chat_request(req), call)
+
+    async def _attempts(self, ctx: RequestContext, route: Route, prepare: Prepare[P], call: Call[P, T]) -> T:
+        """The attempt loop: candidates in the strategy's order; skip open breakers and full deployments;
+        retry the same deployment (backoff, short Retry-After) within ``max_retries``, else fall back;
+        every call after the first needs room in the retry budget."""
+        state = self.state
+        settings = state.settings
+        clock = state.clock
+        state.budget.record_request(clock(), settings.budget)
+        ordered = order(
+            route.strategy,
+            route.plan,
+            state,
+            prompt_tokens=ctx.estimated_prompt_tokens,
+            output_tokens=ctx.max_output_tokens or _NOMINAL_OUTPUT_TOKENS,
+            stream=ctx.stream,
+        )
+        ctx.extra_headers.append((b"x-tollgate-route-strategy", route.strategy.encode()))
         last_error: TollgateError | None = None
-        candidates = route.candidates
-        for index, deployment in enumerate(candidates):
-            more = index + 1 < len(candidates)
-            adapter = self.snapshot.adapter(deployment)
-            ctx.deployment = deployment
-            ctx.attempts += 1
-            ctx.fallback = index > 0
-            try:
-                upstream = adapter.chat_request(req)
-            except UnsupportedParameterError as exc:
-                # Another candidate may support the parameter; the last word is the last candidate's.
-                last_error = exc
-                ctx.attempts -= 1
-                if more:
+        skipped: list[str] = []
+        calls = retries = 0
+        try:
+            for cand in ordered:
+                adapter = self.snapshot.adapter(cand.deployment)
+                try:
+                    prepared = prepare(adapter)
+                except UnsupportedParameterError as exc:
+                    # Another candidate may support the parameter; the last word is the last candidate's.
+                    last_error = exc
                     continue
-                raise
-            try:
-                if req.stream:
-                    if relay is not None and adapter.wire_format == relay and hasattr(adapter, "relay_stream_decoder"):
-                        return await self._start_relay(adapter, upstream, req)
-                    return await self._start_stream(adapter, upstream, req)
-                return await self._complete(adapter, upstream, req)
-            except UpstreamError as exc:
-                last_error = exc
-                if exc.retryable and more:
-                    continue
-                raise
-        assert last_error is not None
-        raise last_error
+                while True:
+                    now = clock()
+                    reason = state.acquire(cand, now)
+                    if reason is not None:
+                        skipped.append(f"{cand.key}: {reason}")
+                        break
+                    if calls and not state.budget.try_spend(now, settings.budget):
+                        self._unused(cand)
+                        log.warning("retry budget exhausted: not calling %s for %s", cand.key, route.requested)
+                        assert last_error is not None
+                        raise last_error
+                    calls += 1
+                    ctx.deployment, ctx.attempts, ctx.fallback = (
+                        cand.deployment,
+                        ctx.attempts + 1,
+                        cand is not ordered[0],
+                    )
+                    try:
+                        result = await call(adapter, prepared)
+                    except UpstreamError as exc:
+                        last_error = exc
+                        self._failed(cand, exc, clock())
+                        if not exc.retryable:
+                            raise
+                        choice = after_failure(retries, exc.retry_after, settings.retries, state.rng)
+                        if choice.step == "retry" and state.budget.can_spend(clock(), settings.budget):
+                            retries += 1
+                            await asyncio.sleep(choice.delay)
+                            continue
+                        break
+                    except BaseException:
+                        self._unused(cand)  # cancelled (the client left) or a bug: no outcome to record
+                        raise
+                    self._succeeded(cand, result, clock() - now)
+                    return result
+            if last_error is None or (calls == 0 and skipped):
+                raise self._unavailable(route, skipped)
+            raise last_error
+        finally:
+            if ctx.deployment is not None:
+                ctx.extra_headers.append((b"x-tollgate-deployment", ctx.deployment.label.encode()))
+
+    def _unused(self, cand: Candidate) -> None:
+        self.state.release(cand)
+        self.state.breaker(cand.key).release()
+
+    def _failed(self, cand: Candidate, exc: UpstreamError, now: float) -> None:
+        state = self.state
+        state.release(cand)
+        breaker = state.breaker(cand.key)
+        if exc.retryable:
+            changed = breaker.failure(now, state.settings.breaker)
+            if changed is not None:
+                log.warning("circuit breaker of %s is now %s (%s)", cand.key, changed, breaker.reason)
+        elif isinstance(exc, ProviderBadRequestError):
+            breaker.success(now, state.settings.breaker)  # it answered: the deployment is up
+        else:
+            breaker.release()
+
+    def _succeeded(self, cand: Candidate, result: object, elapsed: float) -> None:
+        state = self.state
+        now = state.clock()
+        if state.breaker(cand.key).success(now, state.settings.breaker) is not None:
+            log.warning("circuit breaker of %s is now closed (a probe succeeded)", cand.key)
+        stats = state.stats(cand.key)
+        alpha = state.settings.latency_alpha
+        if isinstance(result, StartedStream):
+            stats.record(elapsed, None, alpha)
+            started = now - elapsed
+
+            def finish(completed: bool) -> None:
+                state.release(cand)
+                if completed:
+                    stats.record(None, state.clock() - started, alpha)
+
+            result.on_finish = finish
+        else:
+            # Non-streaming (or a passthrough whose body the front door reads): headers and body arrive together.
+            state.release(cand)
+            stats.record(None, elapsed, alpha)
+
+    def _unavailable(self, route: Route, skipped: list[str]) -> ServiceUnavailableError:
+        state, now = self.state, self.state.clock()
+        waits = [
+            state.settings.breaker.open_seconds - (now - b.opened_at)
+            for c in route.plan
+            if (b := state.breakers.get(c.key)) is not None and b.state == "open"
+        ]
+        headers = {"retry-after": str(max(1, math.ceil(min(waits))))} if waits else None
+        err = ServiceUnavailableError(
+            f"No deployment of model '{route.requested}' is available right now: {'; '.join(skipped)}.",
+            code="no_healthy_deployment",
+            headers=headers,
+        )
+        return err
 
     async def _send(self, adapter: ProviderAdapter, upstream: UpstreamRequest, stream: bool) -> UpstreamResponse:
         resp = await self.transport.send(upstream, adapter.deployment, stream=stream)
@@ -168,20 +310,11 @@ class Dispatcher:
             raise
 
     async def embeddings(self, ctx: RequestContext, body: JSONObject, route: Route) -> tuple[JSONObject, Usage | None]:
-        last_error: TollgateError | None = None
-        for index, deployment in enumerate(route.candidates):
-            adapter = self.snapshot.adapter(deployment)
-            ctx.deployment, ctx.attempts, ctx.fallback = deployment, ctx.attempts + 1, index > 0
-            try:
-                resp = await self._send(adapter, adapter.embeddings_request(body), stream=False)
-                return adapter.parse_embeddings_response(await resp.read(), body)
-            except UpstreamError as exc:
-                last_error = exc
-                if exc.retryable and index + 1 < len(route.candidates):
-                    continue
-                raise
-        assert last_error is not None
-        raise last_error
+        async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> tuple[JSONObject, Usage | None]:
+            resp = await self._send(adapter, upstream, stream=False)
+            return adapter.parse_embeddings_response(await resp.read(), body)
+
+        return await self._attempts(ctx, route, lambda adapter: adapter.embeddings_request(body), call)
 
     async def passthrough(
         self,
@@ -194,22 +327,17 @@ class Dispatcher:
         stream: bool,
     ) -> UpstreamResponse:
         """Forward a body in the provider's own format (legacy completions, same-format requests)."""
-        last_error: TollgateError | None = None
-        for index, deployment in enumerate(route.candidates):
-            adapter = self.snapshot.adapter(deployment)
+
+        def prepare(adapter: ProviderAdapter) -> UpstreamRequest:
             build = getattr(adapter, "passthrough_request", None)
             if build is None:
-                last_error = UnsupportedParameterError(
-                    f"Provider '{deployment.provider}' does not support the /{path} endpoint.", param="model"
+                raise UnsupportedParameterError(
+                    f"Provider '{adapter.deployment.provider}' does not support the /{path} endpoint.", param="model"
                 )
-                continue
-            ctx.deployment, ctx.attempts, ctx.fallback = deployment, ctx.attempts + 1, index > 0
-            try:
-                return await self._send(adapter, build(path, body, raw), stream=stream)
-            except UpstreamError as exc:
-                last_error = exc
-                if exc.retryable and index + 1 < len(route.candidates):
-                    continue
-                raise
-        assert last_error is not None
-        raise last_error
+            upstream: UpstreamRequest = build(path, body, raw)
+            return upstream
+
+        async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> UpstreamResponse:
+            return await self._send(adapter, upstream, stream=stream)
+
+        return await self._attempts(ctx, route, prepare, call)

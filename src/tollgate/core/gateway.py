@@ -15,10 +15,12 @@ from tollgate.core.dispatch import ChunkStream, Dispatcher
 from tollgate.core.phases import AdmitPolicy, FinalizePolicy, StreamFilter, StreamFilterFactory
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
+from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.routing.resolver import Route
+from tollgate.routing.strategies import RoutingState
 from tollgate.state.factory import Storage
-from tollgate.types import JSONObject
+from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage, max_output_tokens
 
 access_log = logging.getLogger("tollgate.access")
@@ -58,8 +60,10 @@ class Gateway:
         # streams whose format matches the client's are relayed as the provider's own bytes.
         self.stream_filters: tuple[StreamFilterFactory, ...] = ()
         self.finalize_policies: tuple[FinalizePolicy, ...] = ()
+        self.cache: CachePolicy | None = None  # the exact response cache (CACHE_LOOKUP), off when None
         self.snapshot = snapshot
-        self.dispatcher = Dispatcher(snapshot, transport)
+        self.routing_state = RoutingState(snapshot.routing)
+        self.dispatcher = Dispatcher(snapshot, transport, self.routing_state)
         self.draining = False
         # Background parts with a lifecycle (writers, settlement queues), started and stopped with the app,
         # and resources closed after them (counter stores).
@@ -87,7 +91,7 @@ class Gateway:
     def swap(self, snapshot: Snapshot) -> None:
         """Install a new config snapshot; in-flight requests keep the one they started with."""
         self.snapshot = snapshot
-        self.dispatcher = Dispatcher(snapshot, self.transport)
+        self.dispatcher = Dispatcher(snapshot, self.transport, self.routing_state)
 
     # Phase 1: AUTHENTICATE
     async def authenticate(self, ctx: RequestContext, headers: Mapping[bytes, bytes]) -> Principal:
@@ -119,6 +123,52 @@ class Gateway:
         if not principal.allowed_models:
             return models
         return [m for m in models if model_allowed(principal.allowed_models, str(m["id"]))]
+
+    # Phase 4: CACHE_LOOKUP
+    async def cache_lookup(
+        self,
+        ctx: RequestContext,
+        fmt: ClientFormat,
+        body: Mapping[str, JSONValue],
+        route: Route,
+        headers: Mapping[bytes, bytes],
+    ) -> tuple[CachePlan | None, CachedAnswer | None]:
+        """After ADMIT (and INSPECT): the request's cache plan, and the cached answer on a hit (then DISPATCH
+        is skipped, ``ctx.cache_hit`` is set). Adds ``x-tollgate-cache: hit|miss|skip`` to the response."""
+        cache = self.cache
+        if cache is None:
+            return None, None
+        plan = cache.plan(ctx, fmt, body, route, headers)
+        if plan is None:
+            return None, None
+        answer = await cache.lookup(ctx, plan, route)
+        ctx.extra_headers.append(plan.header)
+        return plan, answer
+
+    @staticmethod
+    def cache_stores(plan: CachePlan | None) -> bool:
+        """Whether this request's answer is to be stored (then a stream must go through canonical chunks)."""
+        return plan is not None and plan.store
+
+    async def cache_store(self, plan: CachePlan | None, completion: JSONObject, usage: Usage | None) -> None:
+        """Store a successful non-streaming answer, after it was sent."""
+        if self.cache is not None and plan is not None and plan.store:
+            await self.cache.save(plan, completion, usage)
+
+    def cache_recording(self, plan: CachePlan | None, stream: PieceSource, filters: list[StreamFilter]) -> PieceSource:
+        """Wrap a canonical stream so that, once complete and not cut by a filter, its answer is stored."""
+        cache = self.cache
+        if cache is None or plan is None or not plan.store:
+            return stream
+        stored = plan
+
+        def cut() -> bool:
+            return any(getattr(f, "done", False) for f in filters)
+
+        def on_complete(completion: JSONObject, usage: Usage | None) -> None:
+            cache.save_later(stored, completion, usage)
+
+        return RecordingStream(stream, cut, on_complete)
 
     # Phase 6: RESPOND
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:

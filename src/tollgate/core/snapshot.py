@@ -12,10 +12,14 @@ import orjson
 
 from tollgate.config.catalog import KNOWN_MODELS
 from tollgate.config.env import providers_from_env
-from tollgate.config.schema import ProviderConfig, TollgateConfig
+from tollgate.config.schema import ModelConfig, ProviderConfig, RoutingConfig, TollgateConfig
+from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment, ProviderAdapter, Timeouts
 from tollgate.providers.registry import build_adapter
+from tollgate.routing.breaker import BreakerSettings
 from tollgate.routing.resolver import ModelResolver, Route
+from tollgate.routing.retry import BudgetSettings, RetrySettings
+from tollgate.routing.strategies import Candidate, RoutingSettings
 from tollgate.types import JSONObject
 
 DEMO_PROVIDER = ProviderConfig(type="demo", base_url="demo://local")
@@ -50,7 +54,12 @@ class Snapshot:
             name: tuple(self.deployment(d.provider, d.model) for d in model.deployments)
             for name, model in config.models.items()
         }
-        self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment)
+        prices = PriceBook(config.pricing)
+        plans = {
+            name: (model.strategy, self._plan(model, logical[name], prices)) for name, model in config.models.items()
+        }
+        self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans)
+        self.routing = routing_settings(config.routing)
         digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
         self.version = f"{time.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
         self._models_payload = self._build_models()
@@ -70,6 +79,27 @@ class Snapshot:
             timeouts=Timeouts(cfg.timeouts.connect, cfg.timeouts.read, cfg.timeouts.total),
             drop_unsupported_params=self.config.settings.drop_unsupported_params if drop is None else drop,
         )
+
+    @staticmethod
+    def _plan(model: ModelConfig, deployments: tuple[Deployment, ...], prices: PriceBook) -> tuple[Candidate, ...]:
+        out: list[Candidate] = []
+        for index, (cfg, dep) in enumerate(zip(model.deployments, deployments, strict=True)):
+            price = prices.price_of(dep)
+            out.append(
+                Candidate(
+                    dep,
+                    index,
+                    weight=cfg.weight,
+                    priority=cfg.priority,
+                    max_concurrency=cfg.max_concurrency,
+                    tags=tuple(cfg.tags),
+                    region=cfg.region,
+                    # USD per million tokens x 1000 = nano-dollars per token.
+                    input_nanos=None if price is None else price.input * 1000,
+                    output_nanos=None if price is None else price.output * 1000,
+                )
+            )
+        return tuple(out)
 
     def resolve(self, model: str) -> Route:
         return self.resolver.resolve(model)
@@ -103,3 +133,22 @@ class Snapshot:
 
     def models(self) -> list[JSONObject]:
         return self._models_payload
+
+
+def routing_settings(cfg: RoutingConfig) -> RoutingSettings:
+    """The routing section as the plain settings the pure routing code reads."""
+    r, b, k = cfg.retries, cfg.retry_budget, cfg.breaker
+    return RoutingSettings(
+        retries=RetrySettings(r.max_retries, r.backoff_base, r.backoff_max, r.jitter, r.retry_after_max),
+        budget=BudgetSettings(b.ratio, b.window_seconds, b.min_retries),
+        breaker=BreakerSettings(
+            k.enabled,
+            k.consecutive_failures,
+            k.error_rate,
+            k.min_calls,
+            k.window_seconds,
+            k.open_seconds,
+            k.half_open_probes,
+        ),
+        latency_alpha=cfg.latency_alpha,
+    )

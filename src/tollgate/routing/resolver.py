@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tollgate.config.catalog import provider_type_for
 from tollgate.errors import ModelNotFoundError
 from tollgate.providers.base import Deployment
+from tollgate.routing.strategies import Candidate, Strategy
 
 _SEE = "Call GET /v1/models to see the models you can use."
 
@@ -26,6 +27,13 @@ class Route:
     requested: str
     candidates: tuple[Deployment, ...]
     logical: bool  # a configured logical model (alias) rather than a direct provider/model address
+    strategy: Strategy = "priority"
+    # The candidates with their routing attributes (weight, tier, limits, prices); one per candidate.
+    plan: tuple[Candidate, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if len(self.plan) != len(self.candidates):
+            object.__setattr__(self, "plan", tuple(Candidate(d, i) for i, d in enumerate(self.candidates)))
 
 
 class ModelResolver:
@@ -36,8 +44,12 @@ class ModelResolver:
         logical: Mapping[str, tuple[Deployment, ...]],
         providers: Mapping[str, str],
         make_deployment: Callable[[str, str], Deployment],
+        plans: Mapping[str, tuple[Strategy, tuple[Candidate, ...]]] | None = None,
     ) -> None:
-        self._logical = dict(logical)
+        self._logical = {
+            name: Route(name, deps, True, *(plans[name] if plans and name in plans else ("priority", ())))
+            for name, deps in logical.items()
+        }
         self._providers = dict(providers)  # name -> type
         self._make = make_deployment
         self._direct: dict[str, Route] = {}
@@ -50,7 +62,7 @@ class ModelResolver:
     def resolve(self, model: str) -> Route:
         found = self._logical.get(model)
         if found is not None:
-            return Route(model, found, True)
+            return found
         cached = self._direct.get(model)
         if cached is not None:
             return cached

@@ -10,7 +10,12 @@ from pydantic import BaseModel
 from tollgate.config.schema import TollgateConfig
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
-MAPS = {"providers": "providers.<name>", "models": "models.<name>", "pricing.models": "pricing.models.<model>"}
+MAPS = {
+    "providers": "providers.<name>",
+    "models": "models.<name>",
+    "pricing.models": "pricing.models.<model>",
+    "cache.models": "cache.models.<model>",
+}
 
 
 def _paths(model: type[BaseModel], prefix: str) -> list[str]:

@@ -22,6 +22,7 @@ from tollgate.wire.openai import ChatRequest, Usage
 from tollgate.wire.sse import SSEDecoder
 
 _JSON = "application/json"
+GATEWAY_METADATA_PREFIX = "tollgate_"
 
 
 class OpenAIAdapter:
@@ -49,6 +50,14 @@ class OpenAIAdapter:
     def chat_request(self, req: ChatRequest) -> UpstreamRequest:
         body = check_params(req.body, self.unsupported, self.deployment)
         body = {**body, "model": self.deployment.model}
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and any(k.startswith(GATEWAY_METADATA_PREFIX) for k in metadata):
+            # Keys meant for the gateway (e.g. tollgate_cache_ttl) are not the provider's business.
+            kept = {k: v for k, v in metadata.items() if not k.startswith(GATEWAY_METADATA_PREFIX)}
+            if kept:
+                body["metadata"] = kept
+            else:
+                del body["metadata"]
         if req.stream and not req.include_usage:
             # Ask for usage even when the client did not, so every stream is metered;
             # the front door drops the extra usage chunk for that client.

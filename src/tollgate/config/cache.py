@@ -1,0 +1,57 @@
+"""Config of the exact response cache (the ``cache`` section): on/off, TTL, size, tenant scope, per-model overrides."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CacheScope = Literal["org", "team", "key", "global"]
+
+
+class CacheModelOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool | None = Field(None, description="Cache this model's answers; unset: the section's `enabled`.")
+    ttl_seconds: int | None = Field(None, gt=0, description="Seconds an answer of this model stays cached.")
+    cache_nondeterministic: bool | None = Field(
+        None, description="Also cache this model's sampled answers (temperature > 0, or unset, without a seed)."
+    )
+
+
+class CacheSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True,
+        description="Serve repeated identical requests from the exact cache. On by default, but only for "
+        "deterministic requests (temperature 0, or a seed): replaying one sampled answer would change what "
+        "clients asked for (see cache_nondeterministic, docs/caching.md).",
+    )
+    ttl_seconds: int = Field(3600, gt=0, description="Seconds a cached answer is served; per request via metadata.")
+    max_entries: int = Field(10_000, gt=0, description="In-process cache: entries kept (least recently used go).")
+    max_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="In-process cache: bytes of stored answers kept (least recently used go)."
+    )
+    max_entry_bytes: int = Field(1024 * 1024, gt=0, description="Answers larger than this are not cached.")
+    scope: CacheScope = Field(
+        "org",
+        description="Who shares entries: org (default), team, key, or global (only for public content). A caller "
+        "without the chosen scope (e.g. a key without an org) falls back to its key.",
+    )
+    cache_nondeterministic: bool = Field(
+        False,
+        description="Also cache requests with temperature > 0 (or unset: providers default to 1) and no seed.",
+    )
+    url: str | None = Field(
+        None,
+        description="Where entries live: unset uses rate_limits.counter_url (in-process when that is unset); "
+        "memory:// for in-process; redis://host:6379/0 to share entries between replicas.",
+    )
+    key_prefix: str = Field("tollgate:cache:", min_length=1, description="Prefix of every Redis key of the cache.")
+    redis_timeout_seconds: float = Field(
+        0.2, gt=0, description="Redis timeout; past it the request is answered as a miss and not stored."
+    )
+    models: dict[str, CacheModelOverride] = Field(
+        default_factory=dict, description="Overrides per requested model name (enabled, ttl_seconds, ...)."
+    )

@@ -1,0 +1,1 @@
+"""Unit tests of the pure routing decisions (strategies, breaker, retries, budget, explain)."""
