@@ -39,22 +39,27 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     describe_request(ctx, body, raw)
     ctx.stream = stream = body.get("stream") is True
     route = await gw.route(ctx, model)
-    plan, cached = await gw.cache_lookup(ctx, "anthropic", body, route, request.headers)
+    inspected: ChatRequest | None = None
+    if gw.inspect_policies:
+        # INSPECT works on the canonical form: decode first, and key the cache on the masked request.
+        inspected = await gw.inspect_chat(ctx, decode_request(body))
+    cache_body = inspected.body if inspected is not None else body
+    plan, cached = await gw.cache_lookup(ctx, "anthropic", cache_body, route, request.headers)
     if cached is not None:
         await _send_cached(request, ctx, cached, model)
         return
     filters = gw.stream_filters_for(ctx)  # a stream to filter (e.g. cut at a budget) goes through canonical chunks
-    if not filters and _native(gw, route):
+    if not filters and inspected is None and _native(gw, route):
         # The provider validates its own format: blocks and tools only Anthropic knows must survive.
         native = ChatRequest(body=body, model=model, stream=stream, include_usage=stream, raw=raw)
         await _passthrough(gw, request, ctx, native, body, raw, route, plan)
         return
-    req = decode_request(body)
+    req = inspected if inspected is not None else decode_request(body)
     ctx.stream = req.stream
     result = await gw.dispatcher.chat(ctx, req, route)
     if isinstance(result, Completed):
         ctx.usage = result.usage
-        message = encode_response(result.data, result.usage, req.model)
+        message = encode_response(gw.respond(ctx, result.data) or result.data, result.usage, req.model)
         await send_json(request.send, 200, message, ctx.response_headers())
         await gw.cache_store(plan, result.data, result.usage)
         return

@@ -70,6 +70,7 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     ctx.stream = req.stream
     describe_request(ctx, req.body, raw)
     route = await gw.route(ctx, req.model)
+    req = await gw.inspect_chat(ctx, req)  # before the cache: what is cached and compared is the masked prompt
     plan, cached = await gw.cache_lookup(ctx, "openai", req.body, route, request.headers)
     if cached is not None:
         await _send_cached(request, ctx, cached, req.include_usage)
@@ -80,7 +81,11 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     result = await gw.dispatcher.chat(ctx, req, route, relay=relay)
     if isinstance(result, Completed):
         ctx.usage = result.usage
-        body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
+        answer = gw.respond(ctx, result.data)
+        if answer is not None:
+            body = orjson.dumps(answer)
+        else:
+            body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
         await send_bytes(request.send, 200, body, JSON_HEADERS + ctx.response_headers())
         await gw.cache_store(plan, result.data, result.usage)
     elif isinstance(result, RelayStream):
@@ -106,6 +111,7 @@ async def embeddings(gw: Gateway, request: Request, ctx: RequestContext) -> None
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
     describe_request(ctx, body, raw)
+    body = await gw.inspect(ctx, body)
     value = body.get("input")
     if not (isinstance(value, str) or (isinstance(value, list) and value)):
         raise InvalidRequestError("'input' is required: a string or a non-empty array.", param="input")

@@ -31,6 +31,7 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         if body.get(name) is not None:
             canonical[name] = body[name]
     route = await gw.route(ctx, model)
+    canonical = await gw.inspect(ctx, canonical)
     plan, cached = await gw.cache_lookup(ctx, "openai", canonical, route, request.headers)
     if cached is not None:
         data, usage_in = cached.completion, cached.usage
@@ -39,7 +40,8 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         assert isinstance(result, Completed)
         ctx.usage = usage_in = result.usage
         data = result.data
-    choices = data.get("choices")
+    shown = gw.respond(ctx, data) or data
+    choices = shown.get("choices")
     first = choices[0] if isinstance(choices, list) and choices else {}
     message = first.get("message") if isinstance(first, dict) else None
     text = text_of(message.get("content")) if isinstance(message, dict) else ""

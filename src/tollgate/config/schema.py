@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tollgate.config.budgets import BudgetSettings
 from tollgate.config.cache import CacheSettings
+from tollgate.config.guardrails import GuardrailsConfig
 from tollgate.config.limits import RateLimitSettings
 from tollgate.config.pricing import PricingConfig
 
@@ -246,6 +247,10 @@ class TollgateConfig(_Strict):
         description="USD budgets: how requests reserve cost, cutting streams at the budget, alerts (docs/budgets.md).",
     )
     cache: CacheSettings = Field(default_factory=CacheSettings, description="Exact response cache (docs/caching.md).")
+    guardrails: GuardrailsConfig = Field(
+        default_factory=GuardrailsConfig,
+        description="Guardrails on prompts: PII and secrets masking (docs/guardrails.md).",
+    )
     routing: RoutingConfig = Field(
         default_factory=RoutingConfig,
         description="Retries, retry budget, circuit breakers and latency averages (docs/routing.md).",

@@ -16,6 +16,7 @@ from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.cache import CachePolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
+from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.pricing import PriceBook
@@ -47,6 +48,13 @@ def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: Stat
     gateway.stream_filters = (budgets,)
     # FINALIZE order: the ledger first, since it prices the request (ctx.cost_usd) for what follows.
     gateway.finalize_policies = (ledger, rate_limits, budgets)
+    if config.guardrails.pii.enabled:
+        pii = PIIPolicy(config.guardrails.pii)
+        gateway.inspect_policies = (pii,)
+        gateway.respond_policies = (pii,)
+        # The PII restorer first: the budget cut then counts what the client actually receives.
+        gateway.stream_filters = (pii, budgets)
+        gateway.finalize_policies += (pii,)  # drops the request's mapping
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)

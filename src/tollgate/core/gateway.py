@@ -12,7 +12,14 @@ import orjson
 from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
 from tollgate.core.dispatch import ChunkStream, Dispatcher
-from tollgate.core.phases import AdmitPolicy, FinalizePolicy, StreamFilter, StreamFilterFactory
+from tollgate.core.phases import (
+    AdmitPolicy,
+    FinalizePolicy,
+    InspectPolicy,
+    RespondPolicy,
+    StreamFilter,
+    StreamFilterFactory,
+)
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
@@ -21,7 +28,7 @@ from tollgate.routing.resolver import Route
 from tollgate.routing.strategies import RoutingState
 from tollgate.state.factory import Storage
 from tollgate.types import JSONObject, JSONValue
-from tollgate.wire.openai import Usage, max_output_tokens
+from tollgate.wire.openai import ChatRequest, Usage, chat_request_from_body, max_output_tokens
 
 access_log = logging.getLogger("tollgate.access")
 
@@ -59,6 +66,8 @@ class Gateway:
         # Per-request stream filters (output guards) run on canonical chunks; while none is active,
         # streams whose format matches the client's are relayed as the provider's own bytes.
         self.stream_filters: tuple[StreamFilterFactory, ...] = ()
+        self.inspect_policies: tuple[InspectPolicy, ...] = ()
+        self.respond_policies: tuple[RespondPolicy, ...] = ()
         self.finalize_policies: tuple[FinalizePolicy, ...] = ()
         self.cache: CachePolicy | None = None  # the exact response cache (CACHE_LOOKUP), off when None
         self.snapshot = snapshot
@@ -171,6 +180,29 @@ class Gateway:
         return RecordingStream(stream, cut, on_complete)
 
     # Phase 6: RESPOND
+    # Phase 3: INSPECT
+    async def inspect(self, ctx: RequestContext, body: JSONObject) -> JSONObject:
+        for policy in self.inspect_policies:
+            body = await policy.inspect(ctx, body)
+        return body
+
+    async def inspect_chat(self, ctx: RequestContext, req: ChatRequest) -> ChatRequest:
+        """The request to dispatch after INSPECT; a rewritten one has no raw bytes, so none are forwarded."""
+        if not self.inspect_policies:
+            return req
+        body = await self.inspect(ctx, req.body)
+        return req if body is req.body else chat_request_from_body(body)
+
+    # Phase 6: RESPOND (non-streamed answers; streams go through stream filters)
+    def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
+        """A rewritten copy of a non-streamed completion when an output policy changed it, else ``None``."""
+        out: JSONObject | None = None
+        for policy in self.respond_policies:
+            changed = policy.respond(ctx, completion if out is None else out)
+            if changed is not None:
+                out = changed
+        return out
+
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
         """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed
         as the provider's own bytes; otherwise it must go through canonical chunks and ``FilteredStream``."""

@@ -39,6 +39,21 @@ class AdmitPolicy(Protocol):
     async def admit(self, ctx: RequestContext, route: Route) -> None: ...
 
 
+class InspectPolicy(Protocol):
+    """INSPECT: look at (and possibly rewrite) the canonical body the provider would see.
+
+    Returns the body to send on: the same object when nothing changed, else a rewritten copy (the caller's
+    body is never mutated). Raise a ``TollgateError`` to refuse the request."""
+
+    async def inspect(self, ctx: RequestContext, req_body: JSONObject) -> JSONObject: ...
+
+
+class RespondPolicy(Protocol):
+    """RESPOND for non-streamed answers: a rewritten copy of the canonical completion, or ``None``."""
+
+    def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None: ...
+
+
 class StreamFilter(Protocol):
     """RESPOND-phase filter for one stream: sees canonical chunks in order, may hold some back."""
 
