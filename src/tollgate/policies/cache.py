@@ -266,6 +266,9 @@ class CachePolicy:
             store = False
         principal = ctx.principal
         scope_id = scope_id_of(settings.scope, principal)
+        if not (lookup or store):
+            # Most traffic (sampled requests) never touches the cache: no key to hash, no tags to build.
+            return CachePlan("", False, False, ttl, (), route.requested, scope_id)
         tags = [f"model:{route.requested}", scope_id]
         if principal is not None:
             for tag in (f"org:{principal.org_id}", f"team:{principal.team_id}", f"key:{principal.key_id}"):

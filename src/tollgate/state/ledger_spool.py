@@ -29,6 +29,9 @@ class LedgerSpool:
         self.replaying = path.with_name(path.name + ".replaying")
         self.corrupt = path.with_name(path.name + ".corrupt")
         self._lock = threading.Lock()  # appends come from the event loop and from worker threads
+        # False only when this process knows both files are empty: the writer asks before every batch,
+        # and a spool is empty nearly always, so the files are looked at again only after an append.
+        self._maybe_pending = True
 
     def append(self, rows: Sequence[LedgerRow]) -> None:
         if not rows:
@@ -45,9 +48,15 @@ class LedgerSpool:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self._maybe_pending = True
 
     def pending(self) -> bool:
-        return _size(self.replaying) > 0 or _size(self.path) > 0
+        if not self._maybe_pending:
+            return False
+        with self._lock:
+            found = _size(self.replaying) > 0 or _size(self.path) > 0
+            self._maybe_pending = found
+        return found
 
     def count(self) -> int:
         """Rows waiting (lines in both files): for tests, metrics and the health report."""
