@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 import orjson
 
 from tollgate.errors import (
+    InvalidRequestError,
     ProviderAuthError,
     ProviderBadRequestError,
     ProviderProtocolError,
@@ -24,7 +25,7 @@ from tollgate.errors import (
     UnsupportedParameterError,
     UpstreamError,
 )
-from tollgate.types import JSONObject
+from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import ChatRequest, Usage
 
 WireFormat = Literal["openai", "anthropic", "gemini", "ollama"]
@@ -139,6 +140,23 @@ def load_json_object(data: bytes | str, provider: str, what: str = "returned a b
     if not isinstance(value, dict):
         raise ProviderProtocolError(f"Provider '{provider}' {what} that is not a JSON object.", provider=provider)
     return value
+
+
+def tool_arguments(raw: JSONValue, param: str) -> JSONObject:
+    """Tool-call arguments as an object: OpenAI carries them as a JSON string, most other providers want the
+    object itself. Empty is ``{}``; anything that is not a JSON object is a 400 naming ``param``."""
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, str):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    raise InvalidRequestError(f"'{param}' must be a JSON object encoded as a string.", param=param)
 
 
 def upstream_error_message(body: bytes) -> str:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import orjson
-
 from tollgate.errors import InvalidRequestError
+from tollgate.providers.base import tool_arguments
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import max_output_tokens, text_of
 
@@ -230,26 +229,12 @@ def _tool_use(call: JSONValue, where: str) -> JSONObject:
     call_id, name = call.get("id"), fn.get("name")
     if not isinstance(call_id, str) or not isinstance(name, str):
         raise _err(f"'{where}' needs a string 'id' and 'function.name'.", where)
-    return {"type": "tool_use", "id": call_id, "name": name, "input": _arguments(fn.get("arguments"), where)}
-
-
-def _arguments(raw: JSONValue, where: str) -> JSONObject:
-    """Anthropic wants the tool input as an object; OpenAI carries it as a JSON string."""
-    if isinstance(raw, dict):
-        return raw
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    if isinstance(raw, str):
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return value
-    raise _err(
-        f"'{where}.function.arguments' must be a JSON object encoded as a string.",
-        f"{where}.function.arguments",
-    )
+    return {
+        "type": "tool_use",
+        "id": call_id,
+        "name": name,
+        "input": tool_arguments(fn.get("arguments"), f"{where}.function.arguments"),
+    }
 
 
 def _tool_result(msg: JSONObject, index: int) -> JSONObject:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tollgate.errors import InvalidRequestError, UnsupportedParameterError
+from tollgate.providers.base import tool_arguments
 from tollgate.providers.gemini.schema import clean_schema
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import max_output_tokens, text_of
@@ -198,28 +199,14 @@ def _assistant_parts(msg: JSONObject, where: str, call_names: dict[str, str]) ->
             name = str(fn["name"])
             if isinstance(call.get("id"), str):
                 call_names[str(call["id"])] = name
-            parts.append({"functionCall": {"name": name, "args": _arguments(fn.get("arguments"), cw)}})
+            parts.append(
+                {"functionCall": {"name": name, "args": tool_arguments(fn.get("arguments"), f"{cw}.arguments")}}
+            )
     legacy = msg.get("function_call")
     if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
-        args = _arguments(legacy.get("arguments"), f"{where}.function_call")
+        args = tool_arguments(legacy.get("arguments"), f"{where}.function_call.arguments")
         parts.append({"functionCall": {"name": legacy["name"], "args": args}})
     return parts
-
-
-def _arguments(raw: JSONValue, where: str) -> JSONObject:
-    """Gemini wants the arguments as an object, not the JSON string OpenAI carries."""
-    if isinstance(raw, dict):
-        return raw
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    if isinstance(raw, str):
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = None
-        if isinstance(value, dict):
-            return value
-    raise _bad(f"'{where}.arguments' must be a JSON object encoded as a string.", f"{where}.arguments")
 
 
 def _function_response(name: str, content: JSONValue) -> JSONObject:

@@ -7,9 +7,8 @@ tool rather than the call id. Anything that cannot be expressed is a 400 naming 
 
 from __future__ import annotations
 
-import orjson
-
 from tollgate.errors import InvalidRequestError, UnsupportedParameterError
+from tollgate.providers.base import tool_arguments
 from tollgate.types import JSONObject, JSONValue
 
 # OpenAI's "developer" role is a system prompt for newer models; Ollama knows only "system".
@@ -110,25 +109,7 @@ def _tool_calls(raw: JSONValue, where: str, names_by_call_id: dict[str, str]) ->
         name = str(fn["name"])
         if isinstance(call.get("id"), str):
             names_by_call_id[str(call["id"])] = name
-        out.append({"function": {"name": name, "arguments": _arguments(fn.get("arguments"), cw)}})
-    return out
-
-
-def _arguments(raw: JSONValue, where: str) -> JSONObject:
-    """OpenAI sends arguments as a JSON string; Ollama wants the object itself."""
-    if raw is None or raw == "":
-        return {}
-    if isinstance(raw, dict):
-        return raw
-    value: JSONValue = None
-    if isinstance(raw, str):
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            value = None
-    if not isinstance(value, dict):
-        raise InvalidRequestError(
-            f"'{where}.function.arguments' must be a JSON object encoded as a string.",
-            param=f"{where}.function.arguments",
+        out.append(
+            {"function": {"name": name, "arguments": tool_arguments(fn.get("arguments"), f"{cw}.function.arguments")}}
         )
-    return value
+    return out
