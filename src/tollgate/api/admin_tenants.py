@@ -15,6 +15,7 @@ from tollgate.api.admin_access import (
     ConflictError,
 )
 from tollgate.api.admin_input import Body, json_list, query_flag
+from tollgate.context import Scope
 from tollgate.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from tollgate.state.tenants import DuplicateError, E, EntityStore, LimitSpec, Org, Team, User, new_id
 from tollgate.types import JSONObject
@@ -34,6 +35,14 @@ async def _update(store: EntityStore[E], entity: E) -> None:
         await store.update(entity)
     except DuplicateError as exc:
         raise ConflictError(str(exc), param=exc.field_name) from None
+
+
+async def _save(call: AdminCall, store: EntityStore[E], kind: Scope, action: str, before: E, after: E) -> JSONObject:
+    """Store a changed org, team or user, drop its keys from every replica's cache, and audit the change."""
+    await _update(store, after)
+    call.forget_scope(kind, after.id)
+    await call.audit(f"{kind}.{action}", kind, after.id, before.public(), after.public())
+    return after.public()
 
 
 def _changed(entity: E, body: Body) -> E:
@@ -98,21 +107,15 @@ async def update_org(call: AdminCall, inp: AdminInput) -> JSONObject:
     body = Body(inp.body, ("name", *_GOVERNED))
     before = await live_org(call, inp.target)
     after = _changed(before, body)
-    await _update(call.storage.tenants.orgs, after)
-    call.forget_scope("org", after.id)
-    await call.audit("org.update", "org", after.id, before.public(), after.public())
-    return after.public()
+    return await _save(call, call.storage.tenants.orgs, "org", "update", before, after)
 
 
 async def delete_org(call: AdminCall, inp: AdminInput) -> JSONObject:
     call.actor.require(ADMINS, "Deleting an organization")
     before = await live_org(call, inp.target)
     after = replace(before, deleted_at=time.time())
-    await _update(call.storage.tenants.orgs, after)
     # Soft delete: every key under the org is refused from now on (its teams and users stay for the record).
-    call.forget_scope("org", after.id)
-    await call.audit("org.delete", "org", after.id, before.public(), after.public())
-    return after.public()
+    return await _save(call, call.storage.tenants.orgs, "org", "delete", before, after)
 
 
 # --- teams --------------------------------------------------------------------------------------------
@@ -166,21 +169,15 @@ async def update_team(call: AdminCall, inp: AdminInput) -> JSONObject:
     body = Body(inp.body, ("name", *_GOVERNED))
     before = await live_team(call, inp.target)
     after = _changed(before, body)
-    await _update(call.storage.tenants.teams, after)
-    call.forget_scope("team", after.id)
-    await call.audit("team.update", "team", after.id, before.public(), after.public())
-    return after.public()
+    return await _save(call, call.storage.tenants.teams, "team", "update", before, after)
 
 
 async def delete_team(call: AdminCall, inp: AdminInput) -> JSONObject:
     call.actor.require(ADMINS, "Deleting a team")
     before = await live_team(call, inp.target)
     after = replace(before, deleted_at=time.time())
-    await _update(call.storage.tenants.teams, after)
     # The team's keys now get 401 saying the team was deleted: at once here, within the cache TTL elsewhere.
-    call.forget_scope("team", after.id)
-    await call.audit("team.delete", "team", after.id, before.public(), after.public())
-    return after.public()
+    return await _save(call, call.storage.tenants.teams, "team", "delete", before, after)
 
 
 # --- users --------------------------------------------------------------------------------------------
@@ -267,16 +264,10 @@ async def update_user(call: AdminCall, inp: AdminInput) -> JSONObject:
     role = body.role() or before.role
     _check_grant(call, role)
     after = replace(_changed(before, body), email=body.email() if body.has("email") else before.email, role=role)
-    await _update(call.storage.tenants.users, after)
-    call.forget_scope("user", after.id)
-    await call.audit("user.update", "user", after.id, before.public(), after.public())
-    return after.public()
+    return await _save(call, call.storage.tenants.users, "user", "update", before, after)
 
 
 async def delete_user(call: AdminCall, inp: AdminInput) -> JSONObject:
     before = await _managed_user(call, inp, "delete users")
     after = replace(before, deleted_at=time.time())
-    await _update(call.storage.tenants.users, after)
-    call.forget_scope("user", after.id)
-    await call.audit("user.delete", "user", after.id, before.public(), after.public())
-    return after.public()
+    return await _save(call, call.storage.tenants.users, "user", "delete", before, after)
