@@ -6,7 +6,7 @@
 
 A virtual key whose user, team and org are all limited and budgeted (4 rate-limit scopes, 4 budgets, as a
 real tenant would be) is authenticated (cached principal), then every ADMIT policy of the assembled gateway
-runs (allow-list, price check, rate limits, budget), then FINALIZE (rate-limit and budget settlement
+runs (allow-list, price check, then rate limits and budgets in one reservation), then FINALIZE (rate-limit and budget settlement
 queued). Limits and budgets are high enough that nothing is refused. ``p50``/``p99`` time that request path;
 the issue's targets are under 0.3 ms p50 embedded and under 1.5 ms p50 with Redis on loopback.
 Prints a markdown table.
@@ -28,6 +28,7 @@ from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
+from tollgate.policies.reservation import ReservationPolicy
 from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment
 from tollgate.routing.resolver import Route
@@ -65,7 +66,8 @@ async def measure(store: CounterStore, n: int) -> tuple[float, float, float]:
     prices = PriceBook()
     rate_limits = RateLimitPolicy(store, RateLimitSettings())
     budgets = BudgetPolicy(store, prices, BudgetSettings())
-    admit = (ModelAccessPolicy(), UnpricedModelPolicy(prices), rate_limits, budgets)
+    # As core/assembly.py builds it: rate limits and budgets in one atomic reservation.
+    admit = (ModelAccessPolicy(), UnpricedModelPolicy(prices), ReservationPolicy(store, (rate_limits, budgets)))
     await rate_limits.start()
     await budgets.start()
     principal = await auth.authenticate(key)

@@ -19,6 +19,7 @@ from tollgate.policies.model_access import ModelAccessPolicy
 from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
+from tollgate.policies.reservation import ReservationPolicy
 from tollgate.pricing import PriceBook
 from tollgate.state.cache import open_cache_store
 from tollgate.state.counters import open_counter_store
@@ -41,9 +42,11 @@ def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: Stat
     # Budgets share the rate limiter's counter store (and its fail_open): docs/budgets.md.
     budgets = BudgetPolicy(counters, prices, config.budgets, alerts=BudgetAlerts(counters, config.budgets.alerts))
     # ADMIT order: the allow-list first (a forbidden model must not consume the caller's limits), then
-    # the price check (an unpriced model is refused before it is counted), then the limits, then the
-    # budget last (a request a rate limit refuses must not hold budget, even for a moment).
-    gateway.admit_policies = (ModelAccessPolicy(), UnpricedModelPolicy(prices), rate_limits, budgets)
+    # the price check (an unpriced model is refused before it is counted), then the limits and the budget
+    # in one atomic reservation (one store round trip; a request a rate limit refuses holds no budget,
+    # even for a moment, and gets the rate limit's 429): policies/reservation.py.
+    reservations = ReservationPolicy(counters, (rate_limits, budgets))
+    gateway.admit_policies = (ModelAccessPolicy(), UnpricedModelPolicy(prices), reservations)
     # Streams of callers with a budget go through canonical chunks, so they can be cut at the budget.
     gateway.stream_filters = (budgets,)
     # FINALIZE order: the ledger first, since it prices the request (ctx.cost_usd) for what follows.

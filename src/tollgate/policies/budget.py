@@ -38,9 +38,10 @@ from tollgate.config.budgets import BudgetSettings
 from tollgate.context import Budget, RequestContext, Scope
 from tollgate.errors import BudgetExceededError, ServiceUnavailableError
 from tollgate.policies.budget_alerts import BudgetAlerts, BudgetLine
+from tollgate.policies.reservation import reserve_claims
 from tollgate.pricing import NANOS_PER_USD, ModelPrice, PriceBook
 from tollgate.routing.resolver import Route
-from tollgate.state.counters import Charge, CounterStore, CounterStoreUnavailableError, Decision, Settlement
+from tollgate.state.counters import Charge, CounterStore, Decision, Settlement
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage
 
@@ -118,6 +119,56 @@ class _Hold:
     finalized: bool = False
 
 
+class _BudgetClaim:
+    """A request's budget reservation, as one part of an atomic reservation (``policies.reservation``).
+
+    The hold is registered only once the store said yes: a cumulative counter cannot tell whether a call
+    cancelled midway took its amount, and an unknown reservation must stay counted (the budget's side)
+    rather than be "refunded" without having been taken."""
+
+    __slots__ = ("charges", "hold", "policy", "smallest")
+
+    def __init__(self, policy: BudgetPolicy, hold: _Hold, smallest: int | None) -> None:
+        self.policy = policy
+        self.hold = hold
+        self.smallest = smallest  # streams only: the least worth admitting them with (one output token)
+        self.charges = self._charges(hold.reserved)
+
+    def _charges(self, amount: int) -> list[Charge]:
+        return [Charge(ln.key, amount, ln.limit, 0, ln.ttl_ms) for ln in self.hold.lines]
+
+    def granted(self, decision: Decision) -> None:
+        hold = self.hold
+        self.policy._held[id(hold.ctx)] = hold
+        left = min(line.limit - level.used for line, level in zip(hold.lines, decision.levels, strict=True))
+        hold.ctx.extra_headers.append((b"x-tollgate-budget-remaining-usd", f"{max(0, left) / 1e6:.6f}".encode()))
+
+    def shrink(self, decision: Decision) -> bool:
+        if self.smallest is None:
+            return False
+        hold = self.hold
+        left = min(line.limit - level.used for line, level in zip(hold.lines, decision.levels, strict=True))
+        if left <= self.smallest or left >= hold.reserved:
+            return False
+        hold.reserved = left
+        self.charges = self._charges(left)
+        return True
+
+    def refused(self, decision: Decision) -> BudgetExceededError | None:
+        if decision.refused < 0:
+            return None
+        return self.policy._refusal(self.hold.lines, decision, self.hold.reserved)
+
+    def unavailable(self) -> ServiceUnavailableError:
+        self.policy.unavailable += 1
+        return ServiceUnavailableError(
+            "Budgets cannot be checked right now because the gateway's counter store is unreachable. "
+            "Try again shortly.",
+            code="budget_store_unavailable",
+            headers={"retry-after": "1"},
+        )
+
+
 class BudgetPolicy:
     def __init__(
         self,
@@ -168,9 +219,15 @@ class BudgetPolicy:
 
     # ADMIT
     async def admit(self, ctx: RequestContext, route: Route) -> None:
+        claim = self.claim(ctx, route, f"{self._node}{next(self._seq)}")
+        if claim is not None:
+            await reserve_claims(self.store, claim.hold.rid, [claim])
+
+    def claim(self, ctx: RequestContext, route: Route, rid: str) -> _BudgetClaim | None:
+        """This request's reservation on every budget of the caller (no I/O); see ``policies.reservation``."""
         principal = ctx.principal
         if principal is None or not principal.budgets:
-            return
+            return None
         self._ensure_worker()
         lines = self._lines(principal.budgets)
         settings = self.settings
@@ -191,35 +248,11 @@ class BudgetPolicy:
         if estimating:
             amount = min(worst, self._estimate(route, prompt, settings.stream_reserve_output_tokens))
             ceiling = worst if ctx.max_output_tokens is not None else None
+            # Less may be left than the estimate: a stream may still use what is left, and is cut there.
+            smallest = self._estimate(route, prompt, 1)
         else:
-            amount, ceiling = worst, worst
-        rid = f"{self._node}{next(self._seq)}"
-        hold = _Hold(ctx, rid, lines, amount, ceiling)
-        # Held only once the store said yes: a cumulative counter cannot tell whether a call cancelled midway
-        # took its amount, and an unknown reservation must stay counted (the budget's side) rather than be
-        # "refunded" without having been taken.
-        try:
-            decision = await self._reserve(rid, lines, amount)
-            if not decision.allowed and estimating:
-                # Less is left than the estimate: a stream may still use what is left, and is cut there.
-                left = min(line.limit - level.used for line, level in zip(lines, decision.levels, strict=True))
-                if left > self._estimate(route, prompt, 1):
-                    hold.reserved = amount = left
-                    decision = await self._reserve(rid, lines, left)
-        except CounterStoreUnavailableError:
-            self.unavailable += 1
-            err = ServiceUnavailableError(
-                "Budgets cannot be checked right now because the gateway's counter store is unreachable. "
-                "Try again shortly.",
-                code="budget_store_unavailable",
-                headers={"retry-after": "1"},
-            )
-            raise err from None
-        if not decision.allowed:
-            raise self._refusal(lines, decision, amount)
-        self._held[id(ctx)] = hold
-        left_usd = min(line.limit - level.used for line, level in zip(lines, decision.levels, strict=True))
-        ctx.extra_headers.append((b"x-tollgate-budget-remaining-usd", f"{max(0, left_usd) / 1e6:.6f}".encode()))
+            amount, ceiling, smallest = worst, worst, None
+        return _BudgetClaim(self, _Hold(ctx, rid, lines, amount, ceiling), smallest)
 
     def _lines(self, budgets: tuple[Budget, ...]) -> list[BudgetLine]:
         now = self._clock()

@@ -30,8 +30,9 @@ from typing import Literal
 from tollgate.config.limits import RateLimitSettings
 from tollgate.context import Limit, RequestContext, Scope
 from tollgate.errors import RateLimitError, ServiceUnavailableError
+from tollgate.policies.reservation import reserve_claims
 from tollgate.routing.resolver import Route
-from tollgate.state.counters import Charge, CounterStore, CounterStoreUnavailableError, Decision, Settlement
+from tollgate.state.counters import Charge, CounterStore, Decision, Settlement
 
 log = logging.getLogger("tollgate.ratelimit")
 
@@ -58,6 +59,40 @@ class _Hold:
         self.ctx = ctx  # kept alive so its id() cannot be reused by another request before FINALIZE
         self.rid = rid
         self.items = items
+
+
+class _RateClaim:
+    """A request's rate-limit charges, as one part of an atomic reservation (``policies.reservation``)."""
+
+    __slots__ = ("charges", "ctx", "items", "policy", "rid")
+
+    def __init__(self, policy: RateLimitPolicy, ctx: RequestContext, rid: str, items: list[_Item]) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self.rid = rid
+        self.items = items
+        self.charges = [item.charge for item in items]
+
+    def granted(self, decision: Decision) -> None:
+        self.ctx.extra_headers.extend(_headers(self.items, decision))
+
+    def shrink(self, decision: Decision) -> bool:
+        return False  # a request either fits a rate limit or waits
+
+    def refused(self, decision: Decision) -> RateLimitError | None:
+        self.policy._held.pop(id(self.ctx), None)
+        self.ctx.extra_headers.extend(_headers(self.items, decision))
+        return self.policy._refusal(self.items, decision) if decision.refused >= 0 else None
+
+    def unavailable(self) -> ServiceUnavailableError:
+        self.policy._held.pop(id(self.ctx), None)
+        self.policy.unavailable += 1
+        return ServiceUnavailableError(
+            "Rate limits cannot be checked right now because the gateway's rate-limit store is unreachable. "
+            "Try again shortly.",
+            code="rate_limiter_unavailable",
+            headers={"retry-after": "1"},
+        )
 
 
 class RateLimitPolicy:
@@ -97,9 +132,15 @@ class RateLimitPolicy:
 
     # ADMIT
     async def admit(self, ctx: RequestContext, route: Route) -> None:
+        claim = self.claim(ctx, route, f"{self._node}{next(self._seq)}")
+        if claim is not None:
+            await reserve_claims(self.store, claim.rid, [claim])
+
+    def claim(self, ctx: RequestContext, route: Route, rid: str) -> _RateClaim | None:
+        """This request's charges on every limited scope (no I/O); see ``policies.reservation``."""
         principal = ctx.principal
         if principal is None or not principal.limits:
-            return
+            return None
         self._ensure_worker()
         prompt = ctx.estimated_prompt_tokens
         if ctx.max_output_tokens is not None:
@@ -108,26 +149,10 @@ class RateLimitPolicy:
             output = 0 if ctx.endpoint == "embeddings" else self._default_output
         items = self._items(principal.limits, prompt, output)
         if not items:
-            return
-        rid = f"{self._node}{next(self._seq)}"
+            return None
         # Held before the store call, so a request cancelled mid-call still releases whatever was taken.
         self._held[id(ctx)] = _Hold(ctx, rid, items)
-        try:
-            decision = await self.store.reserve(rid, [item.charge for item in items])
-        except CounterStoreUnavailableError:
-            del self._held[id(ctx)]
-            self.unavailable += 1
-            err = ServiceUnavailableError(
-                "Rate limits cannot be checked right now because the gateway's rate-limit store is unreachable. "
-                "Try again shortly.",
-                code="rate_limiter_unavailable",
-                headers={"retry-after": "1"},
-            )
-            raise err from None
-        ctx.extra_headers.extend(_headers(items, decision))
-        if not decision.allowed:
-            del self._held[id(ctx)]
-            raise self._refusal(items, decision)
+        return _RateClaim(self, ctx, rid, items)
 
     def _items(self, limits: tuple[Limit, ...], prompt: int, output: int) -> list[_Item]:
         items: list[_Item] = []

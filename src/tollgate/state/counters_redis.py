@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as redis
@@ -43,6 +44,7 @@ log = logging.getLogger("tollgate.ratelimit")
 
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _WARN_EVERY = 60.0
+_LOCAL_IDS = 100_000
 
 # Shared by both scripts: the time, integer formatting (Lua 5.1 prints big doubles as 1e+15), expiry.
 _PRELUDE = """
@@ -231,7 +233,10 @@ class RedisCounterStore:
         # Where Redis is, for log lines: never the URL, which may carry a password.
         self._where = str(pool_kwargs.get("path") or f"{pool_kwargs.get('host')}:{pool_kwargs.get('port')}")
         self.fallback = MemoryCounterStore()
-        self._local: set[str] = set()  # reservations the fallback took, to settle there
+        # Reservations the fallback took, to settle there. One reservation may be settled more than once (rate
+        # limits and budgets share one reservation id, each settling its own counters), so ids are not
+        # forgotten at their first settlement: the newest _LOCAL_IDS are kept, which outlasts any request.
+        self._local: OrderedDict[str, None] = OrderedDict()
         self.fallbacks = 0  # operations served by the in-process fallback while Redis was unreachable
         self.errors = 0  # Redis calls that failed because it was unreachable
 
@@ -259,7 +264,6 @@ class RedisCounterStore:
 
     async def settle(self, rid: str, settlements: Sequence[Settlement]) -> None:
         if rid in self._local:
-            self._local.discard(rid)
             await self.fallback.settle(rid, settlements)
             return
         if not settlements:
@@ -308,7 +312,10 @@ class RedisCounterStore:
         self.fallbacks += 1
         decision = await self.fallback.reserve(rid, charges)
         if decision.allowed:
-            self._local.add(rid)
+            local = self._local
+            local[rid] = None
+            if len(local) > _LOCAL_IDS:
+                local.popitem(last=False)
         return decision
 
 
