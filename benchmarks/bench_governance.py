@@ -7,8 +7,8 @@
 A virtual key whose user, team and org are all limited and budgeted (4 rate-limit scopes, 4 budgets, as a
 real tenant would be) is authenticated (cached principal), then every ADMIT policy of the assembled gateway
 runs (allow-list, price check, then rate limits and budgets in one reservation), then FINALIZE (rate-limit
-and budget settlement queued). Limits and budgets are high enough that nothing is refused. ``p50``/``p99`` time that request path;
-the issue's targets are under 0.3 ms p50 embedded and under 1.5 ms p50 with Redis on loopback.
+and budget settlement queued). Limits and budgets are high enough that nothing is refused. ``p50``/``p99``
+time that request path; the issue's targets are under 0.3 ms p50 embedded and under 1.5 ms p50 with Redis on loopback.
 Prints a markdown table.
 """
 
