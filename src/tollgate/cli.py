@@ -206,9 +206,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tollgate.reports import ReportError, date_range, parse_by, parse_format, spend_report
 
     try:
-        by = parse_by(args.by)
+        by = parse_by(args.by, args.team)
         since, until = date_range(args.since, args.until)
         fmt = parse_format(args.format)
+        if args.verify and args.team:
+            raise ReportError("--verify checks the whole ledger; run it without --team.")
     except ReportError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -216,7 +218,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         try:
-            report = await spend_report(storage.ledger, by, since, until)
+            report = await spend_report(storage.ledger, by, since, until, args.team)
             sys.stdout.write(report.render(fmt))
             if args.verify:
                 # The aggregates against a full scan of the ledger rows: they must agree exactly.
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     spend.add_argument("--by", default="user", choices=("user", "team", "org", "model", "key", "day"))
     spend.add_argument("--since", help="first UTC day, YYYY-MM-DD (default: the first of this month)")
     spend.add_argument("--until", help="last UTC day, included, YYYY-MM-DD (default: today)")
+    spend.add_argument("--team", help="only this team's requests (by user, model, key or day)")
     spend.add_argument("--format", default="table", choices=("table", "csv", "json"))
     spend.add_argument("--verify", action="store_true", help="also check the totals against a full ledger scan")
     report.set_defaults(func=cmd_report)

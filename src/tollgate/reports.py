@@ -15,7 +15,7 @@ from typing import Literal
 
 import orjson
 
-from tollgate.state.ledger import GROUP_BYS, NONE_VALUE, GroupBy, LedgerStore, SpendLine
+from tollgate.state.ledger import GROUP_BYS, NONE_VALUE, TEAM_GROUP_BYS, GroupBy, LedgerStore, SpendLine
 from tollgate.types import JSONObject, JSONValue
 
 ReportFormat = Literal["table", "csv", "json"]
@@ -41,9 +41,12 @@ def parse_day(text: str, name: str) -> date:
         raise ReportError(f"'{name}' must be a date as YYYY-MM-DD, not {text!r}.") from None
 
 
-def parse_by(text: str) -> GroupBy:
-    if text not in GROUP_BYS:
-        raise ReportError(f"'by' must be one of {', '.join(GROUP_BYS)}, not {text!r}.")
+def parse_by(text: str, team: str | None = None) -> GroupBy:
+    """``by`` checked; within one team (``team`` given) only the groupings that split a team are allowed."""
+    allowed = GROUP_BYS if team is None else TEAM_GROUP_BYS
+    if text not in allowed:
+        within = "" if team is None else f" within team '{team}'"
+        raise ReportError(f"'by' must be one of {', '.join(allowed)}{within}, not {text!r}.")
     return text
 
 
@@ -70,11 +73,13 @@ class SpendReport:
     until: date
     lines: list[SpendLine]
     total: SpendLine
+    team: str | None = None  # the report covers this team's requests only
 
     def to_json(self) -> JSONObject:
         return {
             "object": "spend_report",
             "by": self.by,
+            "team": self.team,
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "currency": "USD",
@@ -132,7 +137,8 @@ class SpendReport:
             return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
 
         rule = "  ".join("-" * w for w in widths)
-        title = f"Spend by {self.by}, {self.since} to {self.until} (UTC, both days included)"
+        within = "" if self.team is None else f" within team {self.team}"
+        title = f"Spend by {self.by}{within}, {self.since} to {self.until} (UTC, both days included)"
         return "\n".join([title, "", fmt(head), rule, *(fmt(r) for r in body), rule, fmt(total)]) + "\n"
 
     def render(self, fmt: ReportFormat) -> str:
@@ -166,9 +172,12 @@ def _line_json(line: SpendLine, by: GroupBy | None) -> JSONObject:
     return out
 
 
-async def spend_report(store: LedgerStore, by: GroupBy, since: date, until: date) -> SpendReport:
-    lines = await store.spend(by, since, until)
+async def spend_report(
+    store: LedgerStore, by: GroupBy, since: date, until: date, team: str | None = None
+) -> SpendReport:
+    """Spend per ``by`` (within ``team`` when given: check ``by`` with ``parse_by(text, team)`` first)."""
+    lines = await store.spend(by, since, until, team)
     total = SpendLine("total")
     for line in lines:
         total.add(line)
-    return SpendReport(by, since, until, lines, total)
+    return SpendReport(by, since, until, lines, total, team)

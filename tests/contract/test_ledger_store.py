@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import new_schema, require_postgres
-from tollgate.state.ledger import GROUP_BYS, LedgerRow, LedgerStore, SpendLine
+from tollgate.state.ledger import GROUP_BYS, TEAM_GROUP_BYS, LedgerRow, LedgerStore, SpendLine
 from tollgate.state.ledger_memory import MemoryLedgerStore
 from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
 from tollgate.state.ledger_sqlite import LEDGER_MIGRATIONS, SQLiteLedgerStore
@@ -155,6 +155,98 @@ async def test_every_grouping_adds_up_exactly_to_the_ledger(ledger: LedgerStore)
     }
     by_model = {line.group for line in await ledger.spend("model", DAY1, DAY3)}
     assert by_model == {"openai/gpt-4o-mini", "openai/gpt-4.1", "openai/claude-haiku-4-5"}
+
+
+async def test_a_team_report_adds_up_to_that_teams_rows_exactly(ledger: LedgerStore) -> None:
+    rnd = random.Random(11)
+    rows = [
+        row(
+            at(rnd.choice((DAY1, DAY2)), rnd.randrange(24)),
+            cost=rnd.randrange(0, 10**9),
+            key=rnd.choice(("k1", "k2", None)),
+            user=rnd.choice(("alice", "bob", None)),
+            team=rnd.choice(("red", "blue", None)),
+            model=rnd.choice(("gpt-4o-mini", "gpt-4.1")),
+            status=rnd.choice((200, 200, 500)),
+        )
+        for _ in range(300)
+    ]
+    await ledger.write_batch(rows)
+    for team in ("red", "blue"):
+        mine = [r for r in rows if r.team_id == team]
+        for by in TEAM_GROUP_BYS:
+            t = total(await ledger.spend(by, DAY1, DAY2, team))
+            assert (t.requests, t.errors, t.cost_nanos) == (
+                len(mine),
+                sum(1 for r in mine if r.status >= 400),
+                sum(r.cost_nanos for r in mine),
+            ), (team, by)
+        by_user = {line.group: line.cost_nanos for line in await ledger.spend("user", DAY1, DAY2, team)}
+        expected: dict[str, int] = {}
+        for r in mine:
+            expected[r.user_id or ""] = expected.get(r.user_id or "", 0) + r.cost_nanos
+        assert by_user == expected
+    assert await ledger.spend("user", DAY1, DAY2, "nobody") == []
+    with pytest.raises(ValueError, match="within one team"):
+        await ledger.spend("org", DAY1, DAY2, "red")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_upgrading_backfills_the_team_aggregates_of_rows_stored_before(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    rows = [
+        row(at(DAY1, 23, 59, 59.5), team="red", user="alice", cost=100),
+        row(at(DAY2, 0, 0, 0.25), team="red", user="bob", cost=200, key=None, status=500),
+        row(at(DAY2), team="red", user=None, cost=300, model="gpt-4.1"),
+        row(at(DAY2), team="blue", user="carol", cost=400),
+        row(at(DAY2), team=None, user="dave", cost=500),
+    ]
+    rows[2] = replace(rows[2], provider=None, upstream_model=None)  # a failure before any provider answered
+    clear_team_dims = "DELETE FROM spend_daily WHERE dim LIKE '%@team:%'"
+    if backend == "sqlite":
+        path = str(tmp_path / "ledger.db")
+        old = SQLiteDatabase(path, LEDGER_MIGRATIONS[:1])
+        await SQLiteLedgerStore(old).write_batch(rows)
+        await old.run(lambda c: c.execute(clear_team_dims))  # as a version without team aggregates left it
+        old.close()
+        db = SQLiteDatabase(path, LEDGER_MIGRATIONS)
+        store: LedgerStore = SQLiteLedgerStore(db)
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        schema = new_schema()
+        pg_old = PostgresDatabase(url, LEDGER_PG_MIGRATIONS[:1], schema=schema)
+        await PostgresLedgerStore(pg_old).write_batch(rows)
+        await (await pg_old.pool()).execute(clear_team_dims)
+        await pg_old.close()
+        pg = PostgresDatabase(url, LEDGER_PG_MIGRATIONS, schema=schema)
+        store = PostgresLedgerStore(pg)
+    try:
+        assert await store.spend("user", DAY1, DAY2) != []  # the old aggregates are still there
+        reds = [r for r in rows if r.team_id == "red"]
+        expected: dict[str, dict[str, int]] = {"user": {}, "key": {}, "model": {}, "day": {}}
+        for r in reds:
+            for by, value in (
+                ("user", r.user_id or ""),
+                ("key", r.key_id or ""),
+                ("model", r.model_label()),
+                ("day", r.day.isoformat()),
+            ):
+                expected[by][value] = expected[by].get(value, 0) + r.cost_nanos
+        for by in TEAM_GROUP_BYS:
+            lines = await store.spend(by, DAY1, DAY2, "red")
+            assert {line.group: line.cost_nanos for line in lines} == expected[by], by
+        errors = total(await store.spend("day", DAY1, DAY2, "red")).errors
+        assert errors == 1
+        # From now on the writer keeps them: a new row lands in the backfilled aggregates.
+        await store.write_batch([row(at(DAY2), team="red", user="alice", cost=7)])
+        by_user = {line.group: line.cost_nanos for line in await store.spend("user", DAY1, DAY2, "red")}
+        assert by_user["alice"] == 107
+    finally:
+        if backend == "sqlite":
+            db.close()
+        else:
+            await pg.drop_schema()
 
 
 async def test_days_are_utc_and_both_ends_are_included(ledger: LedgerStore) -> None:

@@ -227,6 +227,39 @@ async def test_team_admin_sees_only_its_team(client: Client, tree: Tree) -> None
     assert status == 403
 
 
+async def test_team_admin_reads_its_own_teams_spend_only(client: Client, tree: Tree) -> None:
+    ops_key = (await client.ok("POST", "/admin/keys", body={"name": "ops-app", "team_id": tree.ops}))["key"]
+    for key in (tree.keys["user"], tree.keys["user"], ops_key):  # two requests of team pay, one of ops
+        assert (await client.chat(key))[0] == 200
+    lead = tree.keys["team_admin"]
+    report: Json = {}
+    for _ in range(50):  # the ledger writer batches every 200 ms
+        report = await client.ok("GET", "/admin/spend?by=user", lead)
+        if report["total"]["requests"] >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert report["team"] == tree.pay
+    assert [(line["user"], line["requests"]) for line in report["data"]] == [(f"bob-{tree.s}", 2)]
+    # The whole gateway's view (admin, filtered to the team) says the same.
+    admin_view = await client.ok("GET", f"/admin/spend?by=user&team={tree.pay}", tree.keys["admin"])
+    assert admin_view["total"] == report["total"]
+    ops_view = await client.ok("GET", f"/admin/spend?by=key&team={tree.ops}", tree.keys["viewer"])
+    assert ops_view["total"]["requests"] == 1
+
+    status, payload = await client.call("GET", f"/admin/spend?team={tree.ops}", lead)
+    assert status == 403 and "own team" in payload["error"]["message"]
+    status, payload = await client.call("GET", "/admin/spend?by=org", lead)
+    assert status == 400 and "within team" in payload["error"]["message"]
+    status, payload = await client.call("GET", "/admin/spend", tree.keys["user"])
+    assert status == 403 and payload["error"]["code"] == "insufficient_role"
+    async with client.session.get(
+        client.gw.base_url + "/admin/spend?by=day&format=csv", headers=client.gw.auth(lead)
+    ) as resp:
+        assert resp.status == 200
+        assert f"team-{tree.pay}" in resp.headers["content-disposition"]
+        assert (await resp.text()).splitlines()[-1].startswith("TOTAL,2,")
+
+
 async def test_every_role_may_call_models(client: Client, tree: Tree) -> None:
     for role, key in tree.keys.items():
         status, payload = await client.chat(key)

@@ -198,6 +198,13 @@ async def test_reports_from_the_cli_and_the_admin_api_add_up_to_the_ledger(
     assert table.returncode == 0 and "TOTAL" in table.stdout
     bad = await asyncio.to_thread(_run, [*cli, "--since", "2026-13-01"], env)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    # The master key's requests belong to no team: a team's report is empty, and cannot group by org.
+    team = await asyncio.to_thread(_run, [*cli, "--team", "nobody", "--by", "user", "--format", "json"], env)
+    assert team.returncode == 0, team.stderr
+    assert orjson.loads(team.stdout)["total"]["requests"] == 0
+    assert orjson.loads(team.stdout)["team"] == "nobody"
+    by_org = await asyncio.to_thread(_run, [*cli, "--team", "nobody", "--by", "org"], env)
+    assert by_org.returncode == 2 and "within team 'nobody'" in by_org.stderr
 
     async with aiohttp.ClientSession() as session:
         url = gw.base_url + "/admin/spend"

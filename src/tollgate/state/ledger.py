@@ -189,14 +189,31 @@ class SpendLine:
 AggregateKey = tuple[str, str, str]  # (dimension, ISO day, value)
 
 
+# Within one team (the team_admin's report), grouping by team or org would say nothing new.
+TEAM_GROUP_BYS: tuple[GroupBy, ...] = ("user", "model", "key", "day")
+
+
 def dimension_values(row: LedgerRow) -> tuple[tuple[str, str], ...]:
-    return (
+    key, user, model = row.key_id or NONE_VALUE, row.user_id or NONE_VALUE, row.model_label()
+    dims = (
         ("all", NONE_VALUE),
-        ("key", row.key_id or NONE_VALUE),
-        ("user", row.user_id or NONE_VALUE),
+        ("key", key),
+        ("user", user),
         ("team", row.team_id or NONE_VALUE),
         ("org", row.org_id or NONE_VALUE),
-        ("model", row.model_label()),
+        ("model", model),
+    )
+    team = row.team_id
+    if not team:
+        return dims
+    # The same aggregates within the row's team, so a team's own report reads a handful of aggregate
+    # rows too (never the ledger). Dimension names: "<dim>@team:<team id>".
+    return (
+        *dims,
+        (f"all@team:{team}", NONE_VALUE),
+        (f"key@team:{team}", key),
+        (f"user@team:{team}", user),
+        (f"model@team:{team}", model),
     )
 
 
@@ -231,8 +248,37 @@ def unique_rows(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
     return out
 
 
-def dimension_for(by: GroupBy) -> str:
-    return "all" if by == "day" else by
+def team_aggregates_backfill(day: str) -> str:
+    """SQL (statements split by ';') adding the per-team aggregates of every ledger row already stored,
+    for a database written before they existed. ``day`` is the dialect's expression for a row's UTC day.
+    The values are computed as ``dimension_values`` computes them; the migration runs before any writer."""
+    model = (
+        "CASE WHEN COALESCE(provider, '') <> '' AND COALESCE(upstream_model, '') <> '' "
+        "THEN provider || '/' || upstream_model ELSE COALESCE(requested_model, '') END"
+    )
+    sums = (
+        "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(input_tokens), SUM(output_tokens), "
+        "SUM(cached_tokens), SUM(cost_nanos)"
+    )
+    values = (("all", "''"), ("key", "COALESCE(key_id, '')"), ("user", "COALESCE(user_id, '')"), ("model", model))
+    statements = []
+    for dim, value in values:
+        statements.append(
+            "INSERT INTO spend_daily (dim, day, value, requests, errors, input_tokens, output_tokens, "
+            f"cached_tokens, cost_nanos) SELECT '{dim}@team:' || team_id, {day}, {value}, {sums} "
+            "FROM ledger WHERE COALESCE(team_id, '') <> '' GROUP BY 1, 2, 3"
+        )
+    return ";\n".join(statements)
+
+
+def dimension_for(by: GroupBy, team: str | None = None) -> str:
+    """The aggregate dimension a report by ``by`` reads, within ``team`` if one is given."""
+    dim = "all" if by == "day" else by
+    if team is None:
+        return dim
+    if by not in TEAM_GROUP_BYS:
+        raise ValueError(f"a report within one team groups by {', '.join(TEAM_GROUP_BYS)}, not {by!r}")
+    return f"{dim}@team:{team}"
 
 
 def sort_lines(lines: list[SpendLine], by: GroupBy) -> list[SpendLine]:
@@ -250,8 +296,9 @@ class LedgerStore(Protocol):
         were new. Idempotent: writing the same batch again adds nothing (retries and spool replays rely on it)."""
         ...
 
-    async def spend(self, by: GroupBy, since: date, until: date) -> list[SpendLine]:
-        """Spend per ``by`` over UTC days ``since``..``until`` (both included), read from the aggregates."""
+    async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:
+        """Spend per ``by`` over UTC days ``since``..``until`` (both included), read from the aggregates;
+        with ``team``, only that team's requests (``by`` one of ``TEAM_GROUP_BYS``)."""
         ...
 
     async def scan_totals(self, since: date, until: date) -> SpendLine:

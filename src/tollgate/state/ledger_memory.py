@@ -34,8 +34,8 @@ class MemoryLedgerStore:
             line.add(delta)
         return len(new)
 
-    async def spend(self, by: GroupBy, since: date, until: date) -> list[SpendLine]:
-        dim, first, last = dimension_for(by), since.isoformat(), until.isoformat()
+    async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:
+        dim, first, last = dimension_for(by, team), since.isoformat(), until.isoformat()
         out: dict[str, SpendLine] = {}
         for (d, day, value), line in self._daily.items():
             if d != dim or not first <= day <= last:

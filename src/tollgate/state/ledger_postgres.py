@@ -19,6 +19,7 @@ from tollgate.state.ledger import (
     aggregate,
     dimension_for,
     sort_lines,
+    team_aggregates_backfill,
     unique_rows,
 )
 from tollgate.state.postgres import PostgresDatabase
@@ -71,6 +72,8 @@ LEDGER_PG_MIGRATIONS: tuple[tuple[str, str], ...] = (
     );
     """,
     ),
+    # Per-team aggregates (a team_admin's spend report) for rows stored before they were kept.
+    ("ledger_0002_team_aggregates", team_aggregates_backfill("(ts AT TIME ZONE 'UTC')::date")),
 )
 
 _INSERT = """
@@ -221,14 +224,14 @@ class PostgresLedgerStore:
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def spend(self, by: GroupBy, since: date, until: date) -> list[SpendLine]:
+    async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:
         group = "day" if by == "day" else "value"
         pool = await self._db.pool()
         records = await pool.fetch(
             f"SELECT {group}, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), "
             f"sum(cached_tokens), sum(cost_nanos) FROM spend_daily "
             f"WHERE dim = $1 AND day >= $2 AND day <= $3 GROUP BY {group}",
-            dimension_for(by),
+            dimension_for(by, team),
             since,
             until,
         )

@@ -16,6 +16,7 @@ from tollgate.state.ledger import (
     day_bounds,
     dimension_for,
     sort_lines,
+    team_aggregates_backfill,
     unique_rows,
 )
 from tollgate.state.sqlite import SQLiteDatabase
@@ -67,6 +68,8 @@ LEDGER_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ) WITHOUT ROWID
     """,
     ),
+    # Per-team aggregates (a team_admin's spend report) for rows stored before they were kept.
+    ("ledger_0002_team_aggregates", team_aggregates_backfill("date(ts, 'unixepoch')")),
 )
 
 COLUMNS = (
@@ -232,14 +235,14 @@ class SQLiteLedgerStore:
 
         return await self._db.run(tx)
 
-    async def spend(self, by: GroupBy, since: date, until: date) -> list[SpendLine]:
+    async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:
         group = "day" if by == "day" else "value"
         sql = (
             f"SELECT {group}, SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), "
             f"SUM(cached_tokens), SUM(cost_nanos) FROM spend_daily "
             f"WHERE dim = ? AND day >= ? AND day <= ? GROUP BY {group}"
         )
-        args = (dimension_for(by), since.isoformat(), until.isoformat())
+        args = (dimension_for(by, team), since.isoformat(), until.isoformat())
         rows = await self._db.run(lambda c: c.execute(sql, args).fetchall())
         return sort_lines([_line(r[0], r[1:]) for r in rows], by)
 
