@@ -86,3 +86,27 @@ def test_cut_stream_garbage_and_errors() -> None:
         _relay([b'data: {"choices": [{"finish_reason": "stop"}\n\n'])
     with pytest.raises(UpstreamError, match="error mid-stream"):
         _relay([_event(_chunk("a")) + _event({"error": {"message": "overloaded", "type": "server_error"}})])
+
+
+def test_whole_slices_of_plain_events_pass_and_any_event_needing_reading_is_still_read() -> None:
+    plain = b"".join(_event(_chunk(text)) for text in ("a", 'say "usage" and "error"', "data: {x}\n\ndata: {", "b"))
+    dec = OpenAIRelayDecoder("p", False)
+    assert dec.feed(plain) == plain  # answer text that looks like keys or framing is only text
+    assert dec.usage is None and dec.finish_reason is None
+
+    # One event that matters among plain ones, in a single read: read, not skipped.
+    finish = _event(_chunk("a")) + _event(_chunk(None, "stop")) + _event(_chunk("b"))
+    dec = OpenAIRelayDecoder("p", False)
+    assert dec.feed(finish) == finish and dec.finish_reason == "stop"
+    dec = OpenAIRelayDecoder("p", True)
+    assert dec.feed(_event(_chunk("a")) + _event(USAGE) + _event(_chunk("b"))) == _event(_chunk("a")) + _event(
+        _chunk("b")
+    )
+    assert dec.usage is not None and dec.usage.total_tokens == 12
+    multiline = b'data: {"choices": [],\ndata: "usage": null}\n\n'
+    out = OpenAIRelayDecoder("p", False).feed(_event(_chunk("a")) + multiline + _event(_chunk("b")))
+    assert out == _event(_chunk("a")) + b'data: {"choices": [], "usage": null}\n\n' + _event(_chunk("b"))
+    with pytest.raises(ProviderProtocolError, match="not JSON"):
+        OpenAIRelayDecoder("p", False).feed(_event(_chunk("a")) + b"data: oops}\n\n" + _event(_chunk("b")))
+    with pytest.raises(UpstreamError, match="error mid-stream"):
+        OpenAIRelayDecoder("p", False).feed(_event(_chunk("a")) + _event({"error": {"message": "x"}}))

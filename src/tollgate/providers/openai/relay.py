@@ -21,6 +21,28 @@ _NULL_USAGE = (b'"usage":null', b'"usage": null')
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
 
 
+def _plain(buf: bytes, end: int) -> bool:
+    """Whether ``buf[:end]`` is only single-line ``data: {...}`` events that need no reading (no usage, no
+    finish reason, no error): then it is forwarded as it is without looking at its events one by one.
+
+    Decided with a few substring counts over the whole slice (C loops) instead of Python per event: with no
+    newline inside an event, every separator is exactly a blank line, and every separator sits between a
+    ``}`` and a ``data: {``, each event is one ``data: {...}`` line. A JSON string cannot hold an unescaped
+    quote, so ``"usage"`` in the bytes is a key, never text inside an answer (the per-event path reads the
+    same way). Anything else (the ``[DONE]`` slice, comments, CRLF, spaced JSON) takes the per-event path.
+    """
+    separators = buf.count(b"\n\n", 0, end)
+    return (
+        buf.startswith(b"data: {")
+        and buf[end - 1] == 0x7D  # "}"
+        and buf.count(b"\n", 0, end) == 2 * separators
+        and buf.count(b"}\n\ndata: {", 0, end) == separators
+        and buf.count(b'"usage"', 0, end) == buf.count(b'"usage":null', 0, end)
+        and buf.count(b'"finish_reason"', 0, end) == buf.count(b'"finish_reason":null', 0, end)
+        and buf.find(b'"error"', 0, end) < 0
+    )
+
+
 class OpenAIRelayDecoder:
     """Feed upstream bytes; get the bytes to forward. ``hide_usage`` drops the usage-only chunk the
     gateway asked for on its own behalf."""
@@ -48,6 +70,8 @@ class OpenAIRelayDecoder:
             self._buf = buf
             return b""
         self._buf = buf[end + 2 :]
+        if _plain(buf, end):
+            return buf[: end + 2]  # the common case: forward the upstream slice itself
         out: list[bytes] = []
         changed = False
         for block in buf[:end].split(b"\n\n"):
@@ -87,7 +111,9 @@ class OpenAIRelayDecoder:
             lines = [ln for ln in block.split(b"\n") if ln and not ln.startswith(b":")]
             if not lines:
                 return None  # a comment-only keep-alive
-            payload = b"\n".join(ln[5:].lstrip(b" ") for ln in lines if ln.startswith(b"data:"))
+            # SSE joins data lines with a newline; between JSON tokens a space means the same and keeps the
+            # forwarded event one data line (a bare second line would be dropped by the client's parser).
+            payload = b" ".join(ln[5:].lstrip(b" ") for ln in lines if ln.startswith(b"data:"))
             block = b"data: " + payload
         if payload == b"[DONE]":
             self._done = True
