@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 
@@ -57,6 +58,26 @@ def banner(app: TollgateApp, master_key: str, generated: bool) -> str:
     return "\n".join(lines)
 
 
+# Young-generation collections every 10,000 net container allocations instead of CPython's 700.
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a serving process, applied once it has started.
+
+    A request's objects are freed by reference counting as soon as it ends; the cycle collector finds
+    almost nothing in a gateway, yet with CPython's defaults it ran ~15 times a second under 16 streams
+    and took 9-11 % of the process's CPU (measured with gc.callbacks, docs/performance.md). Freezing
+    what start-up built (modules, config, catalogs, compiled patterns: never garbage) takes it out of
+    every later collection, and a higher young-generation threshold makes collections rare; cycles are
+    still collected, only later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def run(app: TollgateApp, master_key: str, generated: bool) -> None:
     s = app.settings
     configure_logging(s.log_level)
@@ -82,6 +103,7 @@ def run(app: TollgateApp, master_key: str, generated: bool) -> None:
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if server.started:
+            tune_gc()
             print(banner(app, master_key, generated), file=sys.stderr, flush=True)
         await serving
 
