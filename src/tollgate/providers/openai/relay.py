@@ -21,6 +21,16 @@ _NULL_USAGE = (b'"usage":null', b'"usage": null')
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
 
 
+# Where an event that needs reading may begin; only a hint (the events before it are checked by _plain).
+_MARKERS = (b'"finish_reason":"', b'"finish_reason": "', b'"usage":{', b'"usage": {', b'"error"', b"data: [DONE]")
+
+
+def _first_marker(buf: bytes, end: int) -> int:
+    """The first position in ``buf[:end]`` of any of ``_MARKERS``, or -1."""
+    found = [at for at in (buf.find(m, 0, end) for m in _MARKERS) if at >= 0]
+    return min(found) if found else -1
+
+
 def _plain(buf: bytes, end: int) -> bool:
     """Whether ``buf[:end]`` is only single-line ``data: {...}`` events that need no reading (no usage, no
     finish reason, no error): then it is forwarded as it is without looking at its events one by one.
@@ -72,9 +82,17 @@ class OpenAIRelayDecoder:
         self._buf = buf[end + 2 :]
         if _plain(buf, end):
             return buf[: end + 2]  # the common case: forward the upstream slice itself
-        out: list[bytes] = []
+        # The events that need reading come last (finish, usage, [DONE]): forward the plain events before
+        # the first of them as one slice, and read the rest one by one.
+        start = 0
+        marker = _first_marker(buf, end)
+        if marker > 0:
+            split = buf.rfind(b"\n\n", 0, marker)
+            if split > 0 and _plain(buf, split):
+                start = split + 2
+        out: list[bytes] = [buf[:start]] if start else []
         changed = False
-        for block in buf[:end].split(b"\n\n"):
+        for block in buf[start:end].split(b"\n\n"):
             kept = self._event(block) if block else None
             if kept is _SAME:
                 out.append(block + b"\n\n")
@@ -82,7 +100,7 @@ class OpenAIRelayDecoder:
                 changed = True
                 if kept is not None:
                     out.append(kept)
-        # The common case forwards the upstream slice itself, without re-joining its events.
+        # Unchanged events are forwarded as the upstream slice itself, without re-joining them.
         return b"".join(out) if changed else buf[: end + 2]
 
     def close(self) -> bytes:
