@@ -13,7 +13,7 @@ import uvicorn
 
 from tests.fakes.harness import free_port
 from tollgate.api.app import TollgateApp, create_app
-from tollgate.config.loader import parse_config
+from tollgate.config.loader import load_config_file, parse_config
 
 MASTER_KEY = "tg-master-test-key-0123456789"
 
@@ -34,16 +34,23 @@ class RunningGateway:
 
 @contextmanager
 def run_gateway(
-    yaml_text: str = "", env: Mapping[str, str] | None = None, data_dir: str | None = None
+    yaml_text: str = "",
+    env: Mapping[str, str] | None = None,
+    data_dir: str | None = None,
+    config_path: str | None = None,
 ) -> Iterator[RunningGateway]:
-    """A gateway with only the given env (no inherited provider keys), an in-memory key store by default."""
+    """A gateway with only the given env (no inherited provider keys), an in-memory key store by default.
+    With ``config_path`` the config is that file (and ``POST /admin/reload`` re-reads it)."""
     full_env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "TOLLGATE_DATABASE_URL": "memory://"}
     if data_dir is not None:
         full_env["TOLLGATE_DATA_DIR"] = data_dir
         full_env.pop("TOLLGATE_DATABASE_URL")
     full_env.update(env or {})
-    config = parse_config(yaml_text, "<test>", full_env)
-    app, master_key, _ = create_app(config, full_env)
+    if config_path is not None:
+        config = load_config_file(config_path, full_env)
+    else:
+        config = parse_config(yaml_text, "<test>", full_env)
+    app, master_key, _ = create_app(config, full_env, config_path=config_path)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

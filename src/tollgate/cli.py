@@ -33,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["TOLLGATE_HOST"] = args.host
     if args.port is not None:
         env["TOLLGATE_PORT"] = str(args.port)
-    app, master_key, generated = create_app(config, env)
+    app, master_key, generated = create_app(config, env, config_path=args.config or env.get("TOLLGATE_CONFIG"))
     run(app, master_key, generated)
     return 0
 

@@ -95,6 +95,8 @@ class RequestContext:
             headers.append((b"x-tollgate-attempts", str(self.attempts).encode()))
             if self.fallback:
                 headers.append((b"x-tollgate-fallback", b"true"))
+            # The config version that made the routing decision (it changes with every reload).
+            headers.append((b"x-tollgate-config-version", self.config_version.encode()))
         return headers
 
     @property

@@ -180,6 +180,14 @@ class PriceBook:
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
+    def reconfigure(self, config: PricingConfig) -> None:
+        """Take the prices of a reloaded config; every holder of this book sees them at its next lookup."""
+        overrides = {name: ModelPrice.from_config(p) for name, p in config.models.items()}
+        with self._lock:
+            self.unknown_model = config.unknown_model
+            self._overrides = overrides
+            self._cache = {}
+
     def lookup(self, provider: str, provider_type: str, model: str) -> ModelPrice | None:
         """The price of ``model`` at a configured provider (name and type), or ``None`` when unknown."""
         key = (provider, provider_type, model)

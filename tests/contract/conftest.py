@@ -101,7 +101,9 @@ async def make_counter_store(request: pytest.FixtureRequest, clock: FakeClock) -
         prefix: str = request.getfixturevalue("redis_prefix")
 
         def make() -> CounterStore:
-            store = RedisCounterStore(url, key_prefix=prefix, clock=clock, fail_open=False)
+            # A generous timeout: these suites test semantics, and a loaded CI machine can take longer than the
+            # production default (0.5 s) to open the many connections a burst needs.
+            store = RedisCounterStore(url, key_prefix=prefix, clock=clock, fail_open=False, timeout_seconds=5.0)
             made.append(store)
             return store
 

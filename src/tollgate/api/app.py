@@ -8,7 +8,18 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 
-from tollgate.api import admin, admin_cache, admin_spend, anthropic, health, metrics, openai, route_explain, simple
+from tollgate.api import (
+    admin,
+    admin_cache,
+    admin_reload,
+    admin_spend,
+    anthropic,
+    health,
+    metrics,
+    openai,
+    route_explain,
+    simple,
+)
 from tollgate.api.errors import anthropic_error, openai_error
 from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
 from tollgate.config.schema import TollgateConfig
@@ -63,6 +74,7 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("POST", "/v1/route/explain"): RouteSpec(route_explain.route_explain, "admin", "admin"),
         ("GET", "/admin/cache/stats"): RouteSpec(admin_cache.stats, "admin", "admin"),
         ("POST", "/admin/cache/invalidate"): RouteSpec(admin_cache.invalidate, "admin", "admin"),
+        ("POST", "/admin/reload"): RouteSpec(admin_reload.reload, "admin", "admin"),
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
 
@@ -146,8 +158,12 @@ class TollgateApp:
                 err = NotFoundError(f"Unknown endpoint {method} {path}. See the README for the gateway's endpoints.")
             await _send_error(send, ctx, err, openai_error)
             return
+        traced = gw.tracing
+        trace = None
         if spec.front_door != "health":
             self.in_flight.inc()
+            if traced is not None:
+                trace = traced.begin(ctx, method, path, request.headers)
         try:
             await spec.handler(gw, request, ctx)
         except TollgateError as exc:
@@ -162,6 +178,8 @@ class TollgateApp:
             if spec.front_door != "health":
                 self.in_flight.dec()
                 gw.finalize(ctx)
+                if trace is not None and traced is not None:
+                    traced.end(trace, ctx)  # after FINALIZE: the spans carry the priced outcome
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -190,12 +208,14 @@ async def _send_error(send: Send, ctx: RequestContext, err: TollgateError, rende
 
 
 def create_app(
-    config: TollgateConfig | None = None, env: Mapping[str, str] | None = None
+    config: TollgateConfig | None = None, env: Mapping[str, str] | None = None, config_path: str | None = None
 ) -> tuple[TollgateApp, str, bool]:
-    """Build the app. Returns it, the master key and whether that key was generated now (print it once)."""
+    """Build the app. Returns it, the master key and whether that key was generated now (print it once).
+
+    ``config_path``: the file ``config`` was loaded from, for hot reload (``POST /admin/reload``)."""
     env = os.environ if env is None else env
     config = config or TollgateConfig()
     settings = static_settings(config, env)
     master_key, generated = load_or_create_master_key(config, settings, env)
-    gateway = build_gateway(config, env, settings, master_key)
+    gateway = build_gateway(config, env, settings, master_key, config_path)
     return TollgateApp(gateway, settings), master_key, generated

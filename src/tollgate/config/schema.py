@@ -171,6 +171,14 @@ class ServerConfig(_Strict):
         "generated once and stored in data_dir with mode 600.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    watch_config: bool = Field(
+        False,
+        description="Reload the config file when its content changes (providers, models, settings, routing and "
+        "pricing apply at once; see docs/configuration.md, Reloading). POST /admin/reload works either way.",
+    )
+    watch_interval_seconds: float = Field(
+        2.0, gt=0, le=3600, description="How often the config file is checked when watch_config is on."
+    )
 
 
 class StorageConfig(_Strict):
@@ -195,6 +203,14 @@ class SettingsConfig(_Strict):
         True,
         description="Add providers from the standard SDK environment variables (OPENAI_API_KEY, ...) "
         "when the file does not declare a provider of that name.",
+    )
+
+
+class TracingConfig(_Strict):
+    enabled: bool | Literal["auto"] = Field(
+        "auto",
+        description="OpenTelemetry traces over OTLP/HTTP, configured by the standard OTEL_* variables. auto: on "
+        "when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set. Needs the 'otel' extra.",
     )
 
 
@@ -254,6 +270,10 @@ class TollgateConfig(_Strict):
     routing: RoutingConfig = Field(
         default_factory=RoutingConfig,
         description="Retries, retry budget, circuit breakers and latency averages (docs/routing.md).",
+    )
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description="OpenTelemetry traces: static settings, read at start (docs/observability.md).",
     )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig,

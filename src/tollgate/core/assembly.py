@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 
 from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings
 from tollgate.core.gateway import Gateway
+from tollgate.core.reload import ConfigWatcher, Reloader
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
 from tollgate.observability.metrics import GatewayMetrics
 from tollgate.observability.recorder import MetricsRecorder, StateReadings
+from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.cache import CachePolicy
@@ -27,7 +31,13 @@ from tollgate.state.factory import open_storage
 from tollgate.state.invalidation import open_invalidation_bus
 
 
-def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: StaticSettings, master_key: str) -> Gateway:
+def build_gateway(
+    config: TollgateConfig,
+    env: Mapping[str, str],
+    settings: StaticSettings,
+    master_key: str,
+    config_path: str | Path | None = None,
+) -> Gateway:
     storage = open_storage(settings.database_url)
     gateway = Gateway(
         Snapshot(config, env), Transport({"demo": demo_handler}), storage, master_key, settings.max_body_bytes
@@ -76,6 +86,18 @@ def build_gateway(config: TollgateConfig, env: Mapping[str, str], settings: Stat
     close_cache = getattr(cache_store, "aclose", None)
     if close_cache is not None:
         gateway.closers += (close_cache,)
+    if config_path is not None:
+        # Hot reload of the file this gateway was started from (core/reload.py).
+        gateway.reloader = Reloader(gateway, config_path, env, prices)
+        if config.server.watch_config:
+            gateway.services += (ConfigWatcher(gateway.reloader, config.server.watch_interval_seconds),)
+    if wanted(config.tracing.enabled, env):
+        tracer = gateway.tracing = Tracing(env=env)
+
+        async def flush_traces() -> None:
+            await asyncio.to_thread(tracer.shutdown)
+
+        gateway.closers += (flush_traces,)
     mc = config.metrics
     if mc.enabled:
         # Metrics last in FINALIZE: they see what every other policy recorded (the ledger's cost).

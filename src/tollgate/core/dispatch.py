@@ -10,6 +10,7 @@ does the waiting and the calling, and records outcomes and latencies for the nex
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from tollgate.errors import (
     UnsupportedParameterError,
     UpstreamError,
 )
+from tollgate.observability import tracing
 from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
@@ -188,9 +190,19 @@ class Dispatcher:
                         ctx.attempts + 1,
                         cand is not ordered[0],
                     )
+                    traced = tracing.attempt(ctx, cand.deployment)  # None unless the request is traced
                     try:
-                        result = await call(adapter, prepared)
+                        if traced is None:
+                            result = await call(adapter, prepared)
+                        else:
+                            sending = tracing.sending(traced)
+                            try:
+                                result = await call(adapter, prepared)
+                            finally:
+                                tracing.done_sending(sending)
                     except UpstreamError as exc:
+                        if traced is not None:
+                            traced.failed(exc.code or exc.type)
                         last_error = exc
                         self._failed(cand, exc, clock())
                         if not exc.retryable:
@@ -202,8 +214,12 @@ class Dispatcher:
                             continue
                         break
                     except BaseException:
+                        if traced is not None:
+                            traced.abandoned()
                         self._unused(cand)  # cancelled (the client left) or a bug: no outcome to record
                         raise
+                    if traced is not None:
+                        traced.succeeded(getattr(result, "usage", None), isinstance(result, StartedStream))
                     self._succeeded(cand, result, clock() - now)
                     return result
             if last_error is None or (calls == 0 and skipped):
@@ -268,6 +284,9 @@ class Dispatcher:
         return err
 
     async def _send(self, adapter: ProviderAdapter, upstream: UpstreamRequest, stream: bool) -> UpstreamResponse:
+        traceparent = tracing.upstream_traceparent()
+        if traceparent is not None:  # W3C trace context upstream (the adapter's headers are shared: copy)
+            upstream = dataclasses.replace(upstream, headers={**upstream.headers, "traceparent": traceparent})
         resp = await self.transport.send(upstream, adapter.deployment, stream=stream)
         if resp.status >= 400:
             body = await resp.read()

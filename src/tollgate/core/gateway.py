@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
@@ -22,6 +22,7 @@ from tollgate.core.phases import (
 )
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
+from tollgate.observability import tracing
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.routing.resolver import Route
@@ -29,6 +30,10 @@ from tollgate.routing.strategies import RoutingState
 from tollgate.state.factory import Storage
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import ChatRequest, Usage, chat_request_from_body, max_output_tokens
+
+if TYPE_CHECKING:
+    from tollgate.core.reload import Reloader
+    from tollgate.observability.tracing import Tracing
 
 access_log = logging.getLogger("tollgate.access")
 
@@ -74,6 +79,8 @@ class Gateway:
         self.routing_state = RoutingState(snapshot.routing)
         self.dispatcher = Dispatcher(snapshot, transport, self.routing_state)
         self.draining = False
+        self.reloader: Reloader | None = None  # set when serving from a config file (POST /admin/reload)
+        self.tracing: Tracing | None = None  # OpenTelemetry traces, when on (observability/tracing.py)
         # Background parts with a lifecycle (writers, settlement queues), started and stopped with the app,
         # and resources closed after them (counter stores).
         self.services: tuple[Service, ...] = ()
@@ -112,6 +119,11 @@ class Gateway:
     async def route(self, ctx: RequestContext, model: str) -> Route:
         ctx.requested_model = model
         route = self.snapshot.resolve(model)
+        if tracing.active():
+            for policy in self.admit_policies:
+                with tracing.span("admit " + type(policy).__name__):
+                    await policy.admit(ctx, route)
+            return route
         for policy in self.admit_policies:
             await policy.admit(ctx, route)
         return route
@@ -150,7 +162,13 @@ class Gateway:
         plan = cache.plan(ctx, fmt, body, route, headers)
         if plan is None:
             return None, None
-        answer = await cache.lookup(ctx, plan, route)
+        if tracing.active():
+            with tracing.span("cache lookup") as span:
+                answer = await cache.lookup(ctx, plan, route)
+                if span is not None:
+                    span.set_attribute("tollgate.cache.result", plan.status)
+        else:
+            answer = await cache.lookup(ctx, plan, route)
         ctx.extra_headers.append(plan.header)
         return plan, answer
 
@@ -182,8 +200,13 @@ class Gateway:
     # Phase 6: RESPOND
     # Phase 3: INSPECT
     async def inspect(self, ctx: RequestContext, body: JSONObject) -> JSONObject:
+        traced = tracing.active()
         for policy in self.inspect_policies:
-            body = await policy.inspect(ctx, body)
+            if traced:
+                with tracing.span("inspect " + type(policy).__name__):
+                    body = await policy.inspect(ctx, body)
+            else:
+                body = await policy.inspect(ctx, body)
         return body
 
     async def inspect_chat(self, ctx: RequestContext, req: ChatRequest) -> ChatRequest:
