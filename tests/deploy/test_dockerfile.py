@@ -41,7 +41,7 @@ def dockerfile() -> Dockerfile:
 
 def test_the_parser_joins_continuations_and_tracks_stages() -> None:
     parsed = parse_dockerfile(
-        'ARG BASE=python:3.11-slim\nFROM ${BASE} AS build\nRUN a \\\n    # note\n    && b\n'
+        "ARG BASE=python:3.11-slim\nFROM ${BASE} AS build\nRUN a \\\n    # note\n    && b\n"
         'FROM ${BASE}\nENV A=1 \\\n    B="two words"\nUSER 10001\n'
     )
     assert parsed.args == {"BASE": "python:3.11-slim"}
