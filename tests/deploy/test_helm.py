@@ -257,8 +257,14 @@ def test_every_top_level_value_is_documented() -> None:
     values = load_yaml(CHART / "values.yaml")
     for key in values:
         (index,) = [i for i, line in enumerate(lines) if line.startswith(f"{key}:")]
-        body = lines[index + 1 : index + 4]
-        assert lines[index - 1].startswith("#") or any(line.strip().startswith("#") for line in body), key
+        # Its own block: the indented lines up to the next top-level line.
+        body = []
+        for line in lines[index + 1 :]:
+            if line and not line.startswith(" "):
+                break
+            body.append(line)
+        documented = lines[index - 1].startswith("#") or any(line.strip().startswith("#") for line in body[:3])
+        assert documented, f"values.yaml: {key} has no comment"
 
 
 @pytest.mark.parametrize(
