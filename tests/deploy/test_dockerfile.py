@@ -6,13 +6,12 @@ itself is run against a real gateway on loopback.
 
 from __future__ import annotations
 
-import fnmatch
 import os
+import re
 import shlex
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -120,17 +119,53 @@ def test_entrypoint_is_the_installed_cli_and_serve_parses(dockerfile: Dockerfile
     assert args.func.__name__ == "cmd_serve"
 
 
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as Docker reads it: relative to the context root, `*` within one path
+    segment, `**` across any number of them."""
+    out = ""
+    i = 0
+    pattern = pattern.strip("/")
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves ``path`` out of the build context: the last matching pattern decides, and a
+    matched folder takes its contents with it."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = _dockerignore_regex(pattern.removeprefix("!"))
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            result = not negate
+    return result
+
+
+def test_dockerignore_matching_follows_docker_semantics() -> None:
+    assert dockerignored("tests/unit/x.py", ["tests"])
+    assert not dockerignored("src/tests/x.py", ["tests"])  # anchored at the context root, unlike .gitignore
+    assert dockerignored("a/b/.env", ["**/.env"]) and dockerignored(".env", ["**/.env"])
+    assert not dockerignored("src/x.key", ["*.key"]) and dockerignored("x.key", ["*.key"])
+    assert not dockerignored("docs/keep.md", ["docs", "!docs/keep.md"])
+
+
 def test_copied_sources_exist_and_are_not_ignored(dockerfile: Dockerfile) -> None:
     patterns = [p.strip() for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")]
 
     def ignored(path: str) -> bool:
-        parts = Path(path).parts
-        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-        return any(
-            fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(prefix, pattern.removeprefix("**/"))
-            for pattern in patterns
-            for prefix in prefixes
-        )
+        return dockerignored(path, patterns)
 
     copied = [
         source
@@ -144,7 +179,7 @@ def test_copied_sources_exist_and_are_not_ignored(dockerfile: Dockerfile) -> Non
         assert not ignored(source), f"COPY {source}: excluded by .dockerignore"
     # pyproject's readme must be in the context, or `pip install .` fails in the build stage.
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["readme"] in copied
-    for private in (".git", ".env", "deploy/.env", "tests/conftest.py", ".tollgate/master.key"):
+    for private in (".git", ".env", "deploy/.env", "tests/conftest.py", ".tollgate/master.key", "src/stray.key"):
         assert ignored(private), f"{private} would be sent to the Docker daemon"
 
 
