@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.files import CHART, DOCKERFILE, SECRET_VALUE, load_yaml, parse_dockerfile, require_module
+from tests.deploy.files import CHART, DEPLOY, DOCKERFILE, SECRET_VALUE, load_yaml, parse_dockerfile, require_module
 from tollgate.config.loader import parse_config
 
 KUBE_VERSIONS = ("1.25.0", "latest")
-NOT_IN_KUBERNETES_SCHEMAS = {"ServiceMonitor"}  # monitoring.coreos.com/v1: a CRD, checked semantically below
+# monitoring.coreos.com/v1: Prometheus Operator CRDs, checked semantically below.
+NOT_IN_KUBERNETES_SCHEMAS = {"ServiceMonitor", "PrometheusRule"}
 BASE = {"secret": {"existingSecret": "tollgate-keys"}}
 
 
@@ -59,6 +60,7 @@ def full() -> dict[str, dict[str, Any]]:
                 "bearerTokenSecret": {"name": "gw-tollgate", "key": "TOLLGATE_MASTER_KEY"},
             },
             "extraEnv": [{"name": "TOLLGATE_LOG_LEVEL", "value": "debug"}],
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus"}},
         }
     )
 
@@ -86,9 +88,9 @@ def test_rendered_manifests_match_the_kubernetes_schemas(
 ) -> None:
     assert set(full) == {
         "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor",
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
     }  # fmt: skip
-    assert "Secret" not in default and "ServiceMonitor" not in default
+    assert not {"Secret", "ServiceMonitor", "PrometheusRule"} & set(default)
     assert list(_validate_all(default)) == []
     assert list(_validate_all(full)) == []
 
@@ -250,6 +252,20 @@ def test_service_monitor_scrapes_the_service_as_job_tollgate(full: dict[str, dic
     allowed = {"port", "path", "interval", "scrapeTimeout", "authorization"}
     assert set(endpoint) <= allowed
     assert set(spec) <= {"jobLabel", "selector", "namespaceSelector", "endpoints"}
+
+
+def test_prometheus_rule_carries_exactly_the_repository_alert_rules(full: dict[str, dict[str, Any]]) -> None:
+    source = DEPLOY / "prometheus" / "alerts.yml"
+    # Helm reads files only inside the chart: its copy must not drift from the one Prometheus and compose use.
+    assert (CHART / "files" / "alerts.yml").read_bytes() == source.read_bytes()
+    rule = full["PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert rule["spec"] == load_yaml(source)
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert len(alerts) >= 10 and all(set(r) <= {"alert", "expr", "for", "labels", "annotations"} for r in alerts)
+    # Helm did not treat the rules' own {{ $labels.x }} templates as its own.
+    assert "{{ $labels.instance }}" in alerts[0]["annotations"]["summary"]
 
 
 def test_every_top_level_value_is_documented() -> None:
