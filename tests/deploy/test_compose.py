@@ -312,3 +312,18 @@ def test_every_variable_is_declared_in_the_example_env_file(compose: dict[str, A
 def test_variable_scanner_sees_every_form() -> None:
     text = "a: ${A}\nb: ${B:-x}\nc: ${C:?need C}\nd: $D\ne: $${NOT}\n"
     assert compose_variables(text) == {"A": None, "B": ":-", "C": ":?", "D": None}
+
+
+def test_no_credential_in_any_deployment_file() -> None:
+    # deploy/.env (git-ignored, see above) is where an operator's real secrets go: not part of the repository.
+    files = [p for p in DEPLOY.rglob("*") if p.is_file() and p.name != ".env"]
+    files += [DOCKERFILE, ROOT / "docs" / "deployment.md"]
+    assert len(files) > 20
+    for path in files:
+        assert not SECRET_VALUE.search(path.read_text()), f"{path} holds something like a credential"
+
+
+def test_the_credential_pattern_recognises_real_key_shapes() -> None:
+    for sample in ("sk-proj-" + "a1B2" * 6, "sk-ant-api03-" + "x" * 20, "AKIA" + "ABCDEFGHIJKLMNOP", "tg-" + "k" * 32):
+        assert SECRET_VALUE.search(f"key: {sample}")
+    assert not SECRET_VALUE.search("api_key: ${OPENAI_API_KEY}")
