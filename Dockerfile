@@ -17,7 +17,8 @@ WORKDIR /src
 RUN python -m venv /opt/tollgate
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/tollgate/bin/pip install .
+# The otel extra: traces go out when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/observability.md).
+RUN /opt/tollgate/bin/pip install ".[otel]"
 
 # ---- runtime: the virtualenv on a clean slim base, run as an unprivileged user ----
 FROM ${PYTHON_IMAGE} AS runtime
