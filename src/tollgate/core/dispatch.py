@@ -30,6 +30,7 @@ from tollgate.errors import (
 from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
+from tollgate.routing.rules import no_compliant_error
 from tollgate.routing.strategies import Candidate, RoutingState, order
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
@@ -208,6 +209,11 @@ class Dispatcher:
                     return result
             if last_error is None or (calls == 0 and skipped):
                 raise self._unavailable(route, skipped)
+            if route.residency:
+                # Never a fallback outside the residency zone: say so, rather than look like a plain outage.
+                raise no_compliant_error(
+                    route, f"The last deployment tried failed: {last_error.message}", last_error.headers or None
+                ) from last_error
             raise last_error
         finally:
             if ctx.deployment is not None:
@@ -260,6 +266,8 @@ class Dispatcher:
             if (b := state.breakers.get(c.key)) is not None and b.state == "open"
         ]
         headers = {"retry-after": str(max(1, math.ceil(min(waits))))} if waits else None
+        if route.residency:
+            return no_compliant_error(route, f"Unavailable: {'; '.join(skipped)}.", headers)
         err = ServiceUnavailableError(
             f"No deployment of model '{route.requested}' is available right now: {'; '.join(skipped)}.",
             code="no_healthy_deployment",

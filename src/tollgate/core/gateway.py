@@ -25,6 +25,7 @@ from tollgate.core.transport import Transport
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.routing.resolver import Route
+from tollgate.routing.rules import RequestFacts, no_compliant_error
 from tollgate.routing.strategies import RoutingState
 from tollgate.state.factory import Storage
 from tollgate.types import JSONObject, JSONValue
@@ -106,15 +107,24 @@ class Gateway:
     async def authenticate(self, ctx: RequestContext, headers: Mapping[bytes, bytes]) -> Principal:
         principal = await self.authenticator.authenticate(key_from_headers(headers))
         ctx.principal = principal
+        ctx.headers = headers
         return principal
 
     # Resolution + phase 2: ADMIT
     async def route(self, ctx: RequestContext, model: str) -> Route:
         ctx.requested_model = model
-        route = self.snapshot.resolve(model)
+        route = self.resolve(ctx, model)
+        if not route.plan:
+            # Rules or data residency left no deployment at all: fail before anything is reserved.
+            raise no_compliant_error(route)
         for policy in self.admit_policies:
             await policy.admit(ctx, route)
         return route
+
+    def resolve(self, ctx: RequestContext, model: str) -> Route:
+        """The route of a request: the model's deployments, shaped by routing rules and data residency."""
+        snap = self.snapshot
+        return snap.rules.apply(snap.resolve(model), request_facts(ctx))
 
     def default_model(self) -> str:
         snap = self.snapshot
@@ -277,6 +287,12 @@ def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
         ctx.metadata = metadata
+    ctx.body = body
+
+
+def request_facts(ctx: RequestContext) -> RequestFacts:
+    """What routing rules may read about a request."""
+    return RequestFacts(ctx.headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body)
 
 
 def _access_line(ctx: RequestContext) -> str:

@@ -19,6 +19,7 @@ from tollgate.providers.registry import build_adapter
 from tollgate.routing.breaker import BreakerSettings
 from tollgate.routing.resolver import ModelResolver, Route
 from tollgate.routing.retry import BudgetSettings, RetrySettings
+from tollgate.routing.rules import RouteRules
 from tollgate.routing.strategies import Candidate, RoutingSettings
 from tollgate.types import JSONObject
 
@@ -60,6 +61,7 @@ class Snapshot:
         }
         self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans)
         self.routing = routing_settings(config.routing)
+        self.rules = RouteRules(config.routing.rules, config.routing.residency, self.resolver.resolve)
         digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
         self.version = f"{time.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
         self._models_payload = self._build_models()

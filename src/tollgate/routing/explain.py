@@ -71,6 +71,23 @@ def explain(
             "skip_reason": skip,
         }
         candidates.append(entry)
+    for cand, why in route.excluded:
+        # Removed by a rule or by data residency before the strategy ran: never tried for this request.
+        candidates.append(
+            {
+                "position": None,
+                "deployment": cand.key,
+                "provider": cand.deployment.provider,
+                "model": cand.deployment.model,
+                "config_index": cand.index,
+                "priority": cand.priority,
+                "region": cand.region,
+                "tags": list(cand.tags),
+                "skipped": True,
+                "skip_reason": why,
+                "excluded_by": "residency" if why.startswith("data residency") else "rule",
+            }
+        )
     requests, extra = state.budget.totals(now, settings.budget)
     budget = settings.budget
     return {
@@ -81,6 +98,14 @@ def explain(
         "strategy_reason": _STRATEGY_WHY[route.strategy],
         "chosen": chosen,
         "outcome": "dispatch" if chosen is not None else "fail_fast_503",
+        "error_code": None
+        if chosen is not None
+        else "no_compliant_deployment"
+        if route.residency or not route.plan
+        else "no_healthy_deployment",
+        "target": route.target,
+        "rules_matched": list(route.rules),
+        "residency": list(route.residency),
         "candidates": candidates,
         "retries": {
             "max_retries": settings.retries.max_retries,

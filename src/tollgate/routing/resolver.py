@@ -30,6 +30,11 @@ class Route:
     strategy: Strategy = "priority"
     # The candidates with their routing attributes (weight, tier, limits, prices); one per candidate.
     plan: tuple[Candidate, ...] = field(default=())
+    # Set when routing rules or data residency shaped this route (routing/rules.py):
+    target: str | None = None  # the logical model a rule sent the request to
+    rules: tuple[str, ...] = ()  # the names of the rules that matched, in order
+    excluded: tuple[tuple[Candidate, str], ...] = ()  # candidates removed, and why
+    residency: tuple[str, ...] = ()  # the data-residency zones the request is pinned to
 
     def __post_init__(self) -> None:
         if len(self.plan) != len(self.candidates):
