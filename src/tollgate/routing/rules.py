@@ -119,7 +119,35 @@ def _show(values: frozenset[str] | None) -> str:
 
 
 def _header_is(name: bytes, values: frozenset[str] | None) -> Predicate:
-    return lambda f: _accepts(values, f.header(name))
+    if values is None:
+        return lambda f: name in f.headers
+    # Compared as bytes: no decoding per request (header values are latin-1 on the wire).
+    accepted = frozenset(v.encode("latin-1") for v in values)
+
+    def holds(f: RequestFacts) -> bool:
+        value = f.headers.get(name)
+        return value is not None and value.strip().lower() in accepted
+
+    return holds
+
+
+def _all_of(predicates: Sequence[Predicate]) -> Predicate:
+    """One predicate for a rule's conditions (the common short cases without a loop)."""
+    if not predicates:
+        return lambda f: True
+    if len(predicates) == 1:
+        return predicates[0]
+    if len(predicates) == 2:
+        first, second = predicates
+        return lambda f: first(f) and second(f)
+
+    def every(f: RequestFacts) -> bool:
+        for predicate in predicates:  # noqa: SIM110 (a plain loop: all() over a generator costs more)
+            if not predicate(f):
+                return False
+        return True
+
+    return every
 
 
 def _caller_is(key: str, values: frozenset[str] | None) -> Predicate:
@@ -196,6 +224,7 @@ class CompiledRule:
     name: str
     models: frozenset[str] | None
     conditions: tuple[tuple[Predicate, str], ...]
+    holds: Predicate  # every condition at once
     target: str | None
     restriction: Restriction | None
     residency: str | None
@@ -225,10 +254,12 @@ def compile_rule(rule: RuleConfig) -> CompiledRule:
         if restricted
         else None
     )
+    conditions = _compile_match(rule)
     return CompiledRule(
         name=rule.name,
         models=frozenset(rule.match.models) or None,
-        conditions=_compile_match(rule),
+        conditions=conditions,
+        holds=_all_of([predicate for predicate, _ in conditions]),
         target=a.model,
         restriction=restriction,
         residency=a.residency.strip().lower() if a.residency else None,
@@ -244,10 +275,6 @@ class Decision:
     target: str | None = None
     restrictions: tuple[Restriction, ...] = ()
     zones: tuple[str, ...] = ()  # residency zones, sorted
-
-    @property
-    def changes_nothing(self) -> bool:
-        return self.target is None and not self.restrictions and not self.zones
 
 
 _NOTHING = Decision()
@@ -265,54 +292,65 @@ class RouteRules:
             zone.lower(): frozenset(r.lower() for r in regions) for zone, regions in residency.zones.items()
         }
         self._resolve = resolve
-        self._cache: dict[tuple[str, Decision], Route] = {}
+        self._by_name = {rule.name: rule for rule in self.rules}
+        self._cache: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Route] = {}
 
     def apply(self, route: Route, facts: RequestFacts) -> Route:
         """The route this request may use: ``route`` itself when no rule and no residency applies."""
-        decision = self.decide(route.requested, facts)
-        if decision.changes_nothing:
+        matched, zones = self._match(route.requested, facts)
+        if not matched and not zones:
             return route
-        key = (route.requested, decision)
+        # Rule names are unique and rules are fixed per config: the names and zones determine the outcome.
+        key = (route.requested, matched, zones)
         shaped = self._cache.get(key)
         if shaped is None:
-            shaped = self.shape(route, decision)
+            shaped = self.shape(route, self._decision(matched, zones))
             if len(self._cache) < _MAX_CACHED:
                 self._cache[key] = shaped
         return shaped
 
     def decide(self, requested: str, facts: RequestFacts) -> Decision:
+        matched, zones = self._match(requested, facts)
+        return self._decision(matched, zones) if matched or zones else _NOTHING
+
+    def _match(self, requested: str, facts: RequestFacts) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The names of the matching rules, and the residency zones (sorted): the hot path."""
         matched: list[str] = []
-        target: str | None = None
-        restrictions: list[Restriction] = []
         zones = self._zones_of(facts)
         for rule in self.rules:
-            if rule.models is not None and requested not in rule.models:
-                continue
-            if not all(predicate(facts) for predicate, _ in rule.conditions):
-                continue
-            matched.append(rule.name)
-            if target is None and rule.target is not None:
+            if (rule.models is None or requested in rule.models) and rule.holds(facts):
+                matched.append(rule.name)
+                if rule.residency is not None and rule.residency not in zones:
+                    zones = tuple(sorted((*zones, rule.residency)))
+                if rule.last:
+                    break
+        return tuple(matched), zones
+
+    def _decision(self, matched: tuple[str, ...], zones: tuple[str, ...]) -> Decision:
+        target: str | None = None
+        restrictions: list[Restriction] = []
+        for name in matched:
+            rule = self._by_name[name]
+            if target is None:
                 target = rule.target
             if rule.restriction is not None:
                 restrictions.append(rule.restriction)
-            if rule.residency is not None and rule.residency not in zones:
-                zones = (*zones, rule.residency)
-            if rule.last:
-                break
-        if not matched and not zones:
-            return _NOTHING
-        return Decision(tuple(matched), target, tuple(restrictions), tuple(sorted(zones)))
+        return Decision(matched, target, tuple(restrictions), zones)
 
     def _zones_of(self, facts: RequestFacts) -> tuple[str, ...]:
         """Residency zones named by the request's tags and by the caller's metadata (both apply)."""
         tag = self.tag
-        from_request = facts.tags.get(tag) if facts.metadata or TAGS_HEADER in facts.headers else None
+        if TAGS_HEADER in facts.headers:
+            from_request = facts.tags.get(tag)
+        else:
+            value = facts.metadata.get(tag) if facts.metadata else None
+            from_request = value.strip().lower() if isinstance(value, str) else None
         from_caller = facts.caller(tag) if facts.principal is not None and facts.principal.metadata else None
         if from_request is None:
             return () if from_caller is None else (from_caller,)
         if from_caller is None or from_caller == from_request:
             return (from_request,)
-        return (from_request, from_caller)
+        return (from_request, from_caller) if from_request < from_caller else (from_caller, from_request)
 
     def allowed_regions(self, zone: str) -> frozenset[str]:
         return self._regions.get(zone, frozenset((zone,)))
