@@ -108,6 +108,12 @@ def test_a_pinned_request_goes_to_the_eu_deployment_even_when_the_us_one_is_firs
         extra_headers={"x-tollgate-tags": "data-residency=eu"},
     )
     assert raw.headers["x-tollgate-deployment"] == "eu/gpt-4o-mini"
+    # A gateway-only metadata key pins as well, and is not forwarded to the provider.
+    raw = _client(gw).chat.completions.with_raw_response.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], metadata={"tollgate_data-residency": "eu"}
+    )
+    assert raw.headers["x-tollgate-deployment"] == "eu/gpt-4o-mini"
+    assert "metadata" not in orjson.loads(eu.last.body) and "tollgate" not in eu.last.body.decode()
     raw = _client(gw).chat.completions.with_raw_response.create(
         model="chat", messages=[{"role": "user", "content": "hi"}]
     )

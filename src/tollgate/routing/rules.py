@@ -23,6 +23,7 @@ from tollgate.routing.strategies import Candidate
 from tollgate.types import JSONObject, JSONValue
 
 TAGS_HEADER = b"x-tollgate-tags"
+GATEWAY_PREFIX = "tollgate_"  # metadata keys meant for the gateway only (see providers/openai/adapter.py)
 NO_COMPLIANT = "no_compliant_deployment"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _MAX_CACHED = 10_000
@@ -63,7 +64,8 @@ class RequestFacts:
             if self.metadata:
                 for k, v in self.metadata.items():
                     if isinstance(v, str):
-                        found[k.strip().lower()] = v.strip().lower()
+                        # tollgate_<tag> names the same tag, and the provider adapters never forward it.
+                        found[k.strip().lower().removeprefix(GATEWAY_PREFIX)] = v.strip().lower()
             raw = self.headers.get(TAGS_HEADER)
             if raw:
                 for part in raw.decode("latin-1").split(","):
@@ -288,6 +290,7 @@ class RouteRules:
     ) -> None:
         self.rules = tuple(compile_rule(r) for r in rules)
         self.tag = residency.tag.strip().lower()
+        self._private_tag = GATEWAY_PREFIX + self.tag
         self._regions = {
             zone.lower(): frozenset(r.lower() for r in regions) for zone, regions in residency.zones.items()
         }
@@ -342,9 +345,11 @@ class RouteRules:
         tag = self.tag
         if TAGS_HEADER in facts.headers:
             from_request = facts.tags.get(tag)
-        else:
-            value = facts.metadata.get(tag) if facts.metadata else None
+        elif facts.metadata:
+            value = facts.metadata.get(tag, facts.metadata.get(self._private_tag))
             from_request = value.strip().lower() if isinstance(value, str) else None
+        else:
+            from_request = None
         from_caller = facts.caller(tag) if facts.principal is not None and facts.principal.metadata else None
         if from_request is None:
             return () if from_caller is None else (from_caller,)

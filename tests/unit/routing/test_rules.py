@@ -143,6 +143,7 @@ def test_request_tags_from_metadata_and_the_tags_header_which_wins() -> None:
     assert route(snap, "smart", f).target is None
     assert facts({"x-tollgate-tags": "flag, k = V "}).tags == {"flag": "true", "k": "v"}
     assert facts(metadata={"n": 3, "s": "x"}).tags == {"s": "x"}  # only string values are tags
+    assert facts(metadata={"tollgate_workload": "Batch"}).tags == {"workload": "batch"}
 
 
 def test_request_properties_prompt_size_tools_images_stream() -> None:
@@ -180,6 +181,7 @@ def test_residency_tag_keeps_only_compliant_regions() -> None:
     why = dict((c.key, reason) for c, reason in r.excluded)
     assert why["openai/gpt-4o"].startswith("data residency 'eu' allows regions ['eu-central-1', 'eu-west-1']")
     assert keys(route(snap, "smart", facts({"x-tollgate-tags": "data-residency=eu"}))) == keys(r)
+    assert keys(route(snap, "smart", facts(metadata={"tollgate_data-residency": "eu"}))) == keys(r)
     # A zone not listed is complied with by the region of the same name only: nothing here.
     assert keys(route(snap, "smart", facts(metadata={"data-residency": "us"}))) == [
         "openai/gpt-4o",
