@@ -31,6 +31,19 @@ class TimeoutsConfig(_Strict):
         "(a stream that stalls longer is cut with a clean error event).",
     )
     total: float = Field(600.0, gt=0, description="Seconds for the whole non-streaming request.")
+    first_token: float | None = Field(
+        None,
+        gt=0,
+        description="Streams: seconds from sending the request to the first content chunk, however many "
+        "keep-alive bytes arrive meanwhile; past it the next deployment is tried. Unset: only 'read' applies.",
+    )
+
+
+class DeploymentTimeoutsConfig(_Strict):
+    connect: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.connect.")
+    read: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.read.")
+    total: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.total.")
+    first_token: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.first_token.")
 
 
 class ProviderConfig(_Strict):
@@ -87,6 +100,9 @@ class DeploymentConfig(_Strict):
     )
     max_concurrency: int | None = Field(
         None, ge=1, description="Requests in flight to this deployment at once; when reached it is skipped."
+    )
+    timeouts: DeploymentTimeoutsConfig | None = Field(
+        None, description="Timeouts of this deployment; a key left out keeps the provider's value."
     )
 
 

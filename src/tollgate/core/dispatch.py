@@ -22,6 +22,7 @@ from tollgate.core.transport import Transport, UpstreamResponse
 from tollgate.errors import (
     ProviderBadRequestError,
     ProviderProtocolError,
+    ProviderTimeoutError,
     ServiceUnavailableError,
     TollgateError,
     UnsupportedParameterError,
@@ -298,7 +299,23 @@ class Dispatcher:
     async def _start(
         self, adapter: ProviderAdapter, upstream: UpstreamRequest, decoder: _Decoder[Piece], kind: type[S]
     ) -> S:
-        """Send, then wait for the first piece: until then a failure can still go to the next deployment."""
+        """Send, then wait for the first piece: until then a failure can still go to the next deployment.
+        With a ``first_token`` timeout, the whole wait has that deadline, however many bytes trickle in."""
+        deadline = adapter.deployment.timeouts.first_token
+        if deadline is None:
+            return await self._first_piece(adapter, upstream, decoder, kind)
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._first_piece(adapter, upstream, decoder, kind)
+        except TimeoutError:
+            provider = adapter.deployment.provider
+            raise ProviderTimeoutError(
+                f"Provider '{provider}' sent no first token within {deadline:g}s.", provider=provider
+            ) from None
+
+    async def _first_piece(
+        self, adapter: ProviderAdapter, upstream: UpstreamRequest, decoder: _Decoder[Piece], kind: type[S]
+    ) -> S:
         resp = await self._send(adapter, upstream, stream=True)
         body = resp.chunks()
         try:
