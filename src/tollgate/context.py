@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal
 
 from tollgate.providers.base import Deployment
@@ -13,7 +12,6 @@ from tollgate.types import JSONObject
 from tollgate.wire.openai import Usage
 
 Scope = Literal["key", "user", "team", "org"]
-_NO_HEADERS: Mapping[bytes, bytes] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +83,7 @@ class RequestContext:
     max_output_tokens: int | None = None
     metadata: JSONObject | None = None  # the client's request metadata (tags for records)
     # The client's headers (set at AUTHENTICATE) and decoded body (set before ADMIT), read by routing rules.
-    headers: Mapping[bytes, bytes] = field(default_factory=lambda: _NO_HEADERS)
+    headers: Mapping[bytes, bytes] | None = None
     body: JSONObject | None = None
     cost_usd: float | None = None
     cache_hit: bool = False

@@ -32,6 +32,7 @@ from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import ChatRequest, Usage, chat_request_from_body, max_output_tokens
 
 access_log = logging.getLogger("tollgate.access")
+_NO_HEADERS: Mapping[bytes, bytes] = {}
 
 # /chat's default model when neither the request nor the config names one: the first provider found here.
 _DEFAULT_BY_PROVIDER = (
@@ -292,7 +293,8 @@ def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:
 
 def request_facts(ctx: RequestContext) -> RequestFacts:
     """What routing rules may read about a request."""
-    return RequestFacts(ctx.headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body)
+    headers = ctx.headers if ctx.headers is not None else _NO_HEADERS
+    return RequestFacts(headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body)
 
 
 def _access_line(ctx: RequestContext) -> str:
