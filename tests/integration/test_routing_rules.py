@@ -247,3 +247,28 @@ def _post_admin(gw: RunningGateway, path: str, body: object, headers: dict[str, 
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return orjson.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def test_a_spent_retry_budget_still_answers_no_compliant_deployment(us: FakeServer, eu: FakeServer) -> None:
+    config = (
+        _config(us, eu).replace(
+            "  retry_budget: {ratio: 10, min_retries: 1000}\n", "  retry_budget: {ratio: 0, min_retries: 0}\n"
+        )
+        + "  breaker: {enabled: false}\n"
+    )
+    config = config.replace(
+        "models:\n",
+        "models:\n  eu-pair:\n    deployments:\n"
+        "      - {provider: eu, model: scenario-500, region: eu-west-1}\n"
+        "      - {provider: eu, model: gpt-4o-mini, region: eu-central-1}\n"
+        "      - {provider: us, model: gpt-4o-mini, region: us-east-1}\n",
+        1,
+    )
+    with run_gateway(config) as gw:
+        us_before, eu_before = len(us.requests), len(eu.requests)
+        with pytest.raises(openai.APIStatusError) as info:
+            _ask(_client(gw), "eu-pair", metadata=PINNED)
+        # No room for a second call (not even to the other EU deployment), and none to the US.
+        assert info.value.status_code == 503
+        assert isinstance(info.value.body, dict) and info.value.body["code"] == "no_compliant_deployment"
+        assert len(eu.requests) == eu_before + 1 and len(us.requests) == us_before

@@ -183,7 +183,7 @@ class Dispatcher:
                         self._unused(cand)
                         log.warning("retry budget exhausted: not calling %s for %s", cand.key, route.requested)
                         assert last_error is not None
-                        raise last_error
+                        raise self._exhausted(route, last_error)
                     calls += 1
                     ctx.deployment, ctx.attempts, ctx.fallback = (
                         cand.deployment,
@@ -210,15 +210,21 @@ class Dispatcher:
                     return result
             if last_error is None or (calls == 0 and skipped):
                 raise self._unavailable(route, skipped)
-            if route.residency:
-                # Never a fallback outside the residency zone: say so, rather than look like a plain outage.
-                raise no_compliant_error(
-                    route, f"The last deployment tried failed: {last_error.message}", last_error.headers or None
-                ) from last_error
-            raise last_error
+            raise self._exhausted(route, last_error)
         finally:
             if ctx.deployment is not None:
                 ctx.extra_headers.append((b"x-tollgate-deployment", ctx.deployment.label.encode()))
+
+    @staticmethod
+    def _exhausted(route: Route, last_error: TollgateError) -> TollgateError:
+        """The answer when no call is left: the last error, or for a residency-pinned request a 503 that
+        says no compliant deployment could answer (never a fallback outside the zone, so not an outage)."""
+        if not route.residency:
+            return last_error
+        detail = f"The last deployment tried failed: {last_error.message}"
+        err = no_compliant_error(route, detail, last_error.headers or None)
+        err.__cause__ = last_error
+        return err
 
     def _unused(self, cand: Candidate) -> None:
         self.state.release(cand)

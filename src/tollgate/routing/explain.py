@@ -71,8 +71,9 @@ def explain(
             "skip_reason": skip,
         }
         candidates.append(entry)
-    for cand, why in route.excluded:
+    for exclusion in route.excluded:
         # Removed by a rule or by data residency before the strategy ran: never tried for this request.
+        cand = exclusion.candidate
         candidates.append(
             {
                 "position": None,
@@ -84,12 +85,15 @@ def explain(
                 "region": cand.region,
                 "tags": list(cand.tags),
                 "skipped": True,
-                "skip_reason": why,
-                "excluded_by": "residency" if why.startswith("data residency") else "rule",
+                "skip_reason": exclusion.reason,
+                "excluded_by": exclusion.by,
             }
         )
     requests, extra = state.budget.totals(now, settings.budget)
     budget = settings.budget
+    error_code: str | None = None  # the 503 a request would get now
+    if chosen is None:
+        error_code = "no_compliant_deployment" if route.residency or not route.plan else "no_healthy_deployment"
     return {
         "model": route.requested,
         "logical": route.logical,
@@ -98,11 +102,7 @@ def explain(
         "strategy_reason": _STRATEGY_WHY[route.strategy],
         "chosen": chosen,
         "outcome": "dispatch" if chosen is not None else "fail_fast_503",
-        "error_code": None
-        if chosen is not None
-        else "no_compliant_deployment"
-        if route.residency or not route.plan
-        else "no_healthy_deployment",
+        "error_code": error_code,
         "target": route.target,
         "rules_matched": list(route.rules),
         "residency": list(route.residency),

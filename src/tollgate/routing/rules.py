@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from tollgate.config.routing_rules import Accepted, ResidencyConfig, RuleConfig
 from tollgate.context import Principal
 from tollgate.errors import ServiceUnavailableError
-from tollgate.routing.resolver import Route
+from tollgate.routing.resolver import Exclusion, Route
 from tollgate.routing.strategies import Candidate
 from tollgate.types import JSONObject, JSONValue
 
@@ -364,13 +365,13 @@ class RouteRules:
         """``route`` (or the rule's target) with the decision's restrictions and residency applied."""
         base = self._resolve(decision.target) if decision.target is not None else route
         kept: list[Candidate] = []
-        excluded: list[tuple[Candidate, str]] = []
+        excluded: list[Exclusion] = []
         for cand in base.plan:
-            reason = self._refuses(cand, decision)
-            if reason is None:
+            refusal = self._refuses(cand, decision)
+            if refusal is None:
                 kept.append(cand)
             else:
-                excluded.append((cand, reason))
+                excluded.append(Exclusion(cand, *refusal))
         return Route(
             requested=route.requested,
             candidates=tuple(c.deployment for c in kept),
@@ -383,19 +384,19 @@ class RouteRules:
             residency=decision.zones,
         )
 
-    def _refuses(self, cand: Candidate, decision: Decision) -> str | None:
+    def _refuses(self, cand: Candidate, decision: Decision) -> tuple[Literal["rule", "residency"], str] | None:
         region = (cand.region or "").lower()
         for zone in decision.zones:
             allowed = self.allowed_regions(zone)
             if region not in allowed:
-                return (
+                return "residency", (
                     f"data residency '{zone}' allows regions {sorted(allowed)}; "
                     f"this deployment's region is {cand.region or 'not set'}"
                 )
         for restriction in decision.restrictions:
             reason = restriction.refuses(cand)
             if reason is not None:
-                return reason
+                return "rule", reason
         return None
 
     def trace(self, requested: str, facts: RequestFacts) -> list[JSONValue]:
@@ -425,7 +426,7 @@ def no_compliant_error(
     """The 503 for a request whose rules or residency leave no deployment that can answer it."""
     pinned = f" allowed for data residency {', '.join(route.residency)}" if route.residency else ""
     rules = f" (rules matched: {', '.join(route.rules)})" if route.rules else ""
-    excluded = "; ".join(f"{c.key}: {why}" for c, why in route.excluded)
+    excluded = "; ".join(f"{e.candidate.key}: {e.reason}" for e in route.excluded)
     parts = [f"No deployment of model '{route.requested}'{pinned} can answer this request{rules}."]
     if detail:
         parts.append(detail)

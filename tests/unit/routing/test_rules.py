@@ -103,7 +103,8 @@ def test_restrictions_add_up_and_excluded_candidates_say_why() -> None:
     )
     r = route(snap, "smart", facts({"x-user-tier": "premium", "x-region": "eu"}))
     assert keys(r) == ["azure-eu/gpt-4o"] and r.rules == ("gold-only", "eu-header")
-    why = {c.key: reason for c, reason in r.excluded}
+    why = {e.candidate.key: e.reason for e in r.excluded}
+    assert {e.by for e in r.excluded} == {"rule"}
     assert "needs tags ['gold']" in why["anthropic/claude-sonnet-4-5"]
     assert "allows only regions" in why["openai/gpt-4o"] and "region: us" in why["openai/gpt-4o"]
     assert set(why) == {"openai/gpt-4o", "anthropic/claude-sonnet-4-5", "azure-eu/gpt-4o-mini"}
@@ -178,7 +179,8 @@ def test_residency_tag_keeps_only_compliant_regions() -> None:
     snap = snapshot(residency="    zones: {eu: [eu-west-1, eu-central-1]}\n")
     r = route(snap, "smart", facts(metadata={"data-residency": "EU"}))
     assert r.residency == ("eu",) and keys(r) == ["azure-eu/gpt-4o", "azure-eu/gpt-4o-mini"]
-    why = dict((c.key, reason) for c, reason in r.excluded)
+    why = {e.candidate.key: e.reason for e in r.excluded}
+    assert {e.by for e in r.excluded} == {"residency"}
     assert why["openai/gpt-4o"].startswith("data residency 'eu' allows regions ['eu-central-1', 'eu-west-1']")
     assert keys(route(snap, "smart", facts({"x-tollgate-tags": "data-residency=eu"}))) == keys(r)
     assert keys(route(snap, "smart", facts(metadata={"tollgate_data-residency": "eu"}))) == keys(r)
