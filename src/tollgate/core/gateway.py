@@ -32,6 +32,7 @@ from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import ChatRequest, Usage, chat_request_from_body, max_output_tokens
 
 access_log = logging.getLogger("tollgate.access")
+routing_log = logging.getLogger("tollgate.routing")
 _NO_HEADERS: Mapping[bytes, bytes] = {}
 
 # /chat's default model when neither the request nor the config names one: the first provider found here.
@@ -125,7 +126,18 @@ class Gateway:
     def resolve(self, ctx: RequestContext, model: str) -> Route:
         """The route of a request: the model's deployments, shaped by routing rules and data residency."""
         snap = self.snapshot
-        return snap.rules.apply(snap.resolve(model), request_facts(ctx))
+        base = snap.resolve(model)
+        route = snap.rules.apply(base, request_facts(ctx))
+        if route is not base and routing_log.isEnabledFor(logging.DEBUG):
+            routing_log.debug(
+                "request %s: rules %s, residency %s: %d of %d deployments kept",
+                ctx.request_id,
+                list(route.rules),
+                list(route.residency),
+                len(route.plan),
+                len(route.plan) + len(route.excluded),
+            )
+        return route
 
     def default_model(self) -> str:
         snap = self.snapshot
