@@ -81,6 +81,15 @@ class RequestFacts:
         value = principal.metadata.get(key) if principal is not None else None
         return value.strip().lower() if isinstance(value, str) else None
 
+    def caller_any_case(self, key: str) -> str | None:
+        """``caller(key)``, also when the metadata spells the key in another case (``key`` is lower case)."""
+        found = self.caller(key)
+        if found is None and self.principal is not None:
+            for name, value in self.principal.metadata.items():
+                if name.lower() == key and isinstance(value, str):
+                    return value.strip().lower()
+        return found
+
     @property
     def has_tools(self) -> bool:
         body = self.body
@@ -291,7 +300,6 @@ class RouteRules:
     ) -> None:
         self.rules = tuple(compile_rule(r) for r in rules)
         self.tag = residency.tag.strip().lower()
-        self._private_tag = GATEWAY_PREFIX + self.tag
         self._regions = {
             zone.lower(): frozenset(r.lower() for r in regions) for zone, regions in residency.zones.items()
         }
@@ -344,14 +352,10 @@ class RouteRules:
     def _zones_of(self, facts: RequestFacts) -> tuple[str, ...]:
         """Residency zones named by the request's tags and by the caller's metadata (both apply)."""
         tag = self.tag
-        if TAGS_HEADER in facts.headers:
-            from_request = facts.tags.get(tag)
-        elif facts.metadata:
-            value = facts.metadata.get(tag, facts.metadata.get(self._private_tag))
-            from_request = value.strip().lower() if isinstance(value, str) else None
-        else:
-            from_request = None
-        from_caller = facts.caller(tag) if facts.principal is not None and facts.principal.metadata else None
+        # The full tag parse (keys case-insensitive, tollgate_ prefix, header over body) whenever there are
+        # tags at all: a pin must not be missed because of how its key was spelled.
+        from_request = facts.tags.get(tag) if facts.metadata or TAGS_HEADER in facts.headers else None
+        from_caller = facts.caller_any_case(tag) if facts.principal is not None and facts.principal.metadata else None
         if from_request is None:
             return () if from_caller is None else (from_caller,)
         if from_caller is None or from_caller == from_request:

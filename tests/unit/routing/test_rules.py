@@ -184,6 +184,7 @@ def test_residency_tag_keeps_only_compliant_regions() -> None:
     assert why["openai/gpt-4o"].startswith("data residency 'eu' allows regions ['eu-central-1', 'eu-west-1']")
     assert keys(route(snap, "smart", facts({"x-tollgate-tags": "data-residency=eu"}))) == keys(r)
     assert keys(route(snap, "smart", facts(metadata={"tollgate_data-residency": "eu"}))) == keys(r)
+    assert keys(route(snap, "smart", facts(metadata={"Data-Residency": " EU "}))) == keys(r)
     # A zone not listed is complied with by the region of the same name only: nothing here.
     assert keys(route(snap, "smart", facts(metadata={"data-residency": "us"}))) == [
         "openai/gpt-4o",
@@ -198,6 +199,9 @@ def test_caller_metadata_pins_residency_and_a_request_cannot_loosen_it() -> None
     snap = snapshot(residency="    zones: {eu: [eu-west-1, eu-central-1]}\n")
     pinned = caller(**{"data-residency": "eu"})
     assert keys(route(snap, "cheap", facts(principal=pinned))) == ["azure-eu/gpt-4o-mini"]
+    assert keys(route(snap, "cheap", facts(principal=caller(**{"Data-Residency": "EU"})))) == keys(
+        route(snap, "cheap", facts(principal=pinned))
+    )
     r = route(snap, "cheap", facts(principal=pinned, metadata={"data-residency": "us"}))
     assert r.residency == ("eu", "us") and keys(r) == []  # both apply: nothing complies with both
 
