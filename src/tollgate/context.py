@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +82,9 @@ class RequestContext:
     estimated_prompt_tokens: int = 0
     max_output_tokens: int | None = None
     metadata: JSONObject | None = None  # the client's request metadata (tags for records)
+    # The client's headers (set at AUTHENTICATE) and decoded body (set before ADMIT), read by routing rules.
+    headers: Mapping[bytes, bytes] | None = None
+    body: JSONObject | None = None
     cost_usd: float | None = None
     cache_hit: bool = False
     # Headers policies add to every response (e.g. rate-limit state).

@@ -32,6 +32,16 @@ CLEAN_ENV = {
 MASTER = "tg-master-otlp-test"
 
 
+def _names(received: list[ExportTraceServiceRequest]) -> set[str]:
+    return {
+        span.name
+        for message in list(received)
+        for resource_spans in message.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    }
+
+
 def collector_app(received: list[ExportTraceServiceRequest]) -> web.Application:
     async def traces(request: web.Request) -> web.Response:
         assert request.content_type == "application/x-protobuf"
@@ -82,7 +92,9 @@ def test_spans_reach_the_collector_named_after_the_service(
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=MASTER, max_retries=0)
         client.chat.completions.create(model="demo/tollgate-demo", messages=[{"role": "user", "content": "hi"}])
         deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
+        while not {"POST /v1/chat/completions", "chat tollgate-demo"} <= _names(received):
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.05)
     finally:
         proc.terminate()

@@ -6,6 +6,7 @@ exporter); tests/e2e/test_tracing_otlp.py checks the OTLP export of a real `toll
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import openai
@@ -62,6 +63,17 @@ def traced(fake: FakeServer) -> Iterator[tuple[RunningGateway, InMemorySpanExpor
         yield gw, exporter
 
 
+def roots(exporter: InMemorySpanExporter, count: int) -> list[ReadableSpan]:
+    """The finished server spans, once there are ``count``: a request's span ends after its response was
+    sent (FINALIZE runs last), so the client can be a moment ahead of it."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
 def spans_of(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.context is not None and s.context.trace_id == trace_id]
 
@@ -77,6 +89,7 @@ def test_a_request_continues_the_callers_trace_and_carries_it_upstream(
         max_tokens=20,
         extra_headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"},
     )
+    roots(exporter, 1)
     spans = spans_of(exporter, int(CALLER_TRACE, 16))
     by_name = {s.name: s for s in spans}
     server = by_name["POST /v1/chat/completions"]
@@ -121,9 +134,9 @@ def test_a_fallback_shows_one_span_per_attempt_and_a_stream_span_covers_the_stre
     )
     chunks = list(stream)
     usage = next(chunk.usage for chunk in chunks if chunk.usage is not None)
-    roots = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/chat/completions"]
-    assert roots[-1].context is not None
-    spans = spans_of(exporter, roots[-1].context.trace_id)
+    root = roots(exporter, 1)[-1]
+    assert root.context is not None
+    spans = spans_of(exporter, root.context.trace_id)
     attempts = sorted((s for s in spans if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time or 0)
     assert [s.name for s in attempts] == ["chat scenario-500", "chat gpt-4o-mini"]
     failed, served = attempts
@@ -132,8 +145,8 @@ def test_a_fallback_shows_one_span_per_attempt_and_a_stream_span_covers_the_stre
     assert served_attrs["tollgate.attempt"] == 2
     assert served_attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
     # The streamed call's span ends with the stream, not at its first chunk.
-    assert served.end_time is not None and roots[-1].end_time is not None
-    assert served.end_time <= roots[-1].end_time
+    assert served.end_time is not None and root.end_time is not None
+    assert served.end_time <= root.end_time
 
 
 def test_refusals_and_untraced_requests(traced: tuple[RunningGateway, InMemorySpanExporter], fake: FakeServer) -> None:
@@ -145,7 +158,7 @@ def test_refusals_and_untraced_requests(traced: tuple[RunningGateway, InMemorySp
         timeout=5,
     )
     assert bad.status_code == 400
-    root = [s for s in exporter.get_finished_spans() if s.name == "POST /v1/chat/completions"][-1]
+    root = roots(exporter, 1)[-1]
     assert dict(root.attributes or {})["error.type"] == "invalid_request_error"
     health_spans = len(exporter.get_finished_spans())
     requests.get(gw.base_url + "/health", timeout=5)

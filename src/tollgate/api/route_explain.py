@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from tollgate.api.http import Request, send_json
 from tollgate.context import RequestContext
-from tollgate.core.gateway import Gateway
+from tollgate.core.gateway import Gateway, describe_request, request_facts
 from tollgate.errors import PermissionDeniedError
 from tollgate.routing.explain import explain
+from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import max_output_tokens, parse_chat_request
 
 # Output tokens assumed for the lowest_cost estimate when the request sets no max_tokens (as the dispatcher).
@@ -23,15 +24,22 @@ async def route_explain(gw: Gateway, request: Request, ctx: RequestContext) -> N
     raw = await request.body(gw.max_body_bytes)
     req = parse_chat_request(raw)
     snapshot = gw.snapshot
-    # Resolution only: ADMIT (limits, budgets) is not run, so explaining consumes nothing.
-    route = snapshot.resolve(req.model)
+    ctx.stream = req.stream
+    describe_request(ctx, req.body, raw)
+    # Resolution and routing rules only: ADMIT (limits, budgets) is not run, so explaining consumes nothing.
+    # The rules see this request's headers, tags and body, and the caller whose key made it.
+    route = gw.resolve(ctx, req.model)
     ctx.requested_model = req.model
     decision = explain(
         route,
         gw.dispatcher.state,
-        prompt_tokens=len(raw) // 4 + 1,
+        prompt_tokens=ctx.estimated_prompt_tokens,
         output_tokens=max_output_tokens(req.body) or _NOMINAL_OUTPUT_TOKENS,
         stream=req.stream,
         config_version=snapshot.version,
     )
+    rules = snapshot.rules
+    decision["rules"] = rules.trace(req.model, request_facts(ctx))
+    regions: JSONObject = {zone: list[JSONValue](sorted(rules.allowed_regions(zone))) for zone in route.residency}
+    decision["residency_regions"] = regions
     await send_json(request.send, 200, decision, ctx.response_headers())

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollgate.config.budgets import BudgetSettings
 from tollgate.config.cache import CacheSettings
 from tollgate.config.guardrails import GuardrailsConfig
 from tollgate.config.limits import RateLimitSettings
 from tollgate.config.pricing import PricingConfig
+from tollgate.config.routing_rules import ResidencyConfig, RuleConfig, rule_problems
 
 RoutingStrategy = Literal["priority", "weighted", "least_latency", "lowest_cost", "least_busy"]
 ProviderType = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "ollama", "demo"]
@@ -30,6 +31,19 @@ class TimeoutsConfig(_Strict):
         "(a stream that stalls longer is cut with a clean error event).",
     )
     total: float = Field(600.0, gt=0, description="Seconds for the whole non-streaming request.")
+    first_token: float | None = Field(
+        None,
+        gt=0,
+        description="Streams: seconds from sending the request to the first content chunk, however many "
+        "keep-alive bytes arrive meanwhile; past it the next deployment is tried. Unset: only 'read' applies.",
+    )
+
+
+class DeploymentTimeoutsConfig(_Strict):
+    connect: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.connect.")
+    read: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.read.")
+    total: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.total.")
+    first_token: float | None = Field(None, gt=0, description="Overrides the provider's timeouts.first_token.")
 
 
 class ProviderConfig(_Strict):
@@ -78,10 +92,17 @@ class DeploymentConfig(_Strict):
         0,
         description="Tier: lower tiers are tried first under every strategy; the strategy orders within a tier.",
     )
-    tags: list[str] = Field(default_factory=list, description="Free labels, shown by /v1/route/explain.")
-    region: str | None = Field(None, description="Where this deployment runs (e.g. 'eu'), shown by /v1/route/explain.")
+    tags: list[str] = Field(
+        default_factory=list, description="Free labels that routing rules can require (action.tags)."
+    )
+    region: str | None = Field(
+        None, description="Where this deployment runs (e.g. 'eu'): what routing rules and data residency check."
+    )
     max_concurrency: int | None = Field(
         None, ge=1, description="Requests in flight to this deployment at once; when reached it is skipped."
+    )
+    timeouts: DeploymentTimeoutsConfig | None = Field(
+        None, description="Timeouts of this deployment; a key left out keeps the provider's value."
     )
 
 
@@ -155,6 +176,15 @@ class RoutingConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker per deployment.")
     latency_alpha: float = Field(
         0.3, gt=0, le=1, description="Weight of the newest sample in the latency moving averages (least_latency)."
+    )
+    rules: list[RuleConfig] = Field(
+        default_factory=list,
+        description="Routing rules, evaluated in order for every request: pick or restrict the target by header, "
+        "caller, tags and request properties (docs/routing.md).",
+    )
+    residency: ResidencyConfig = Field(
+        default_factory=ResidencyConfig,
+        description="Data residency: the tag that pins a request to a zone, and which regions comply with each zone.",
     )
 
 
@@ -279,6 +309,13 @@ class TollgateConfig(_Strict):
         default_factory=MetricsConfig,
         description="Prometheus metrics at /metrics: static settings, read at start (docs/observability.md).",
     )
+
+    @model_validator(mode="after")
+    def _rule_targets(self) -> TollgateConfig:
+        problems = rule_problems(self.routing.rules, self.models)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("providers")
     @classmethod

@@ -23,6 +23,7 @@ from tollgate.core.transport import Transport, UpstreamResponse
 from tollgate.errors import (
     ProviderBadRequestError,
     ProviderProtocolError,
+    ProviderTimeoutError,
     ServiceUnavailableError,
     TollgateError,
     UnsupportedParameterError,
@@ -32,6 +33,7 @@ from tollgate.observability import tracing
 from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
+from tollgate.routing.rules import no_compliant_error
 from tollgate.routing.strategies import Candidate, RoutingState, order
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
@@ -183,7 +185,7 @@ class Dispatcher:
                         self._unused(cand)
                         log.warning("retry budget exhausted: not calling %s for %s", cand.key, route.requested)
                         assert last_error is not None
-                        raise last_error
+                        raise self._exhausted(route, last_error)
                     calls += 1
                     ctx.deployment, ctx.attempts, ctx.fallback = (
                         cand.deployment,
@@ -224,10 +226,21 @@ class Dispatcher:
                     return result
             if last_error is None or (calls == 0 and skipped):
                 raise self._unavailable(route, skipped)
-            raise last_error
+            raise self._exhausted(route, last_error)
         finally:
             if ctx.deployment is not None:
                 ctx.extra_headers.append((b"x-tollgate-deployment", ctx.deployment.label.encode()))
+
+    @staticmethod
+    def _exhausted(route: Route, last_error: TollgateError) -> TollgateError:
+        """The answer when no call is left: the last error, or for a residency-pinned request a 503 that
+        says no compliant deployment could answer (never a fallback outside the zone, so not an outage)."""
+        if not route.residency:
+            return last_error
+        detail = f"The last deployment tried failed: {last_error.message}"
+        err = no_compliant_error(route, detail, last_error.headers or None)
+        err.__cause__ = last_error
+        return err
 
     def _unused(self, cand: Candidate) -> None:
         self.state.release(cand)
@@ -276,6 +289,8 @@ class Dispatcher:
             if (b := state.breakers.get(c.key)) is not None and b.state == "open"
         ]
         headers = {"retry-after": str(max(1, math.ceil(min(waits))))} if waits else None
+        if route.residency:
+            return no_compliant_error(route, f"Unavailable: {'; '.join(skipped)}.", headers)
         err = ServiceUnavailableError(
             f"No deployment of model '{route.requested}' is available right now: {'; '.join(skipped)}.",
             code="no_healthy_deployment",
@@ -309,7 +324,23 @@ class Dispatcher:
     async def _start(
         self, adapter: ProviderAdapter, upstream: UpstreamRequest, decoder: _Decoder[Piece], kind: type[S]
     ) -> S:
-        """Send, then wait for the first piece: until then a failure can still go to the next deployment."""
+        """Send, then wait for the first piece: until then a failure can still go to the next deployment.
+        With a ``first_token`` timeout, the whole wait has that deadline, however many bytes trickle in."""
+        deadline = adapter.deployment.timeouts.first_token
+        if deadline is None:
+            return await self._first_piece(adapter, upstream, decoder, kind)
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._first_piece(adapter, upstream, decoder, kind)
+        except TimeoutError:
+            provider = adapter.deployment.provider
+            raise ProviderTimeoutError(
+                f"Provider '{provider}' sent no first token within {deadline:g}s.", provider=provider
+            ) from None
+
+    async def _first_piece(
+        self, adapter: ProviderAdapter, upstream: UpstreamRequest, decoder: _Decoder[Piece], kind: type[S]
+    ) -> S:
         resp = await self._send(adapter, upstream, stream=True)
         body = resp.chunks()
         try:

@@ -26,6 +26,7 @@ from tollgate.observability import tracing
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.routing.resolver import Route
+from tollgate.routing.rules import RequestFacts, no_compliant_error
 from tollgate.routing.strategies import RoutingState
 from tollgate.state.factory import Storage
 from tollgate.types import JSONObject, JSONValue
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from tollgate.observability.tracing import Tracing
 
 access_log = logging.getLogger("tollgate.access")
+routing_log = logging.getLogger("tollgate.routing")
+_NO_HEADERS: Mapping[bytes, bytes] = {}
 
 # /chat's default model when neither the request nor the config names one: the first provider found here.
 _DEFAULT_BY_PROVIDER = (
@@ -113,12 +116,16 @@ class Gateway:
     async def authenticate(self, ctx: RequestContext, headers: Mapping[bytes, bytes]) -> Principal:
         principal = await self.authenticator.authenticate(key_from_headers(headers))
         ctx.principal = principal
+        ctx.headers = headers
         return principal
 
     # Resolution + phase 2: ADMIT
     async def route(self, ctx: RequestContext, model: str) -> Route:
         ctx.requested_model = model
-        route = self.snapshot.resolve(model)
+        route = self.resolve(ctx, model)
+        if not route.plan:
+            # Rules or data residency left no deployment at all: fail before anything is reserved.
+            raise no_compliant_error(route)
         if tracing.active():
             for policy in self.admit_policies:
                 with tracing.span("admit " + type(policy).__name__):
@@ -126,6 +133,22 @@ class Gateway:
             return route
         for policy in self.admit_policies:
             await policy.admit(ctx, route)
+        return route
+
+    def resolve(self, ctx: RequestContext, model: str) -> Route:
+        """The route of a request: the model's deployments, shaped by routing rules and data residency."""
+        snap = self.snapshot
+        base = snap.resolve(model)
+        route = snap.rules.apply(base, request_facts(ctx))
+        if route is not base and routing_log.isEnabledFor(logging.DEBUG):
+            routing_log.debug(
+                "request %s: rules %s, residency %s: %d of %d deployments kept",
+                ctx.request_id,
+                list(route.rules),
+                list(route.residency),
+                len(route.plan),
+                len(route.plan) + len(route.excluded),
+            )
         return route
 
     def default_model(self) -> str:
@@ -300,6 +323,13 @@ def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:
     metadata = body.get("metadata")
     if isinstance(metadata, dict):
         ctx.metadata = metadata
+    ctx.body = body
+
+
+def request_facts(ctx: RequestContext) -> RequestFacts:
+    """What routing rules may read about a request."""
+    headers = ctx.headers if ctx.headers is not None else _NO_HEADERS
+    return RequestFacts(headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body)
 
 
 def _access_line(ctx: RequestContext) -> str:

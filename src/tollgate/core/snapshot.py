@@ -12,13 +12,20 @@ import orjson
 
 from tollgate.config.catalog import KNOWN_MODELS
 from tollgate.config.env import providers_from_env
-from tollgate.config.schema import ModelConfig, ProviderConfig, RoutingConfig, TollgateConfig
+from tollgate.config.schema import (
+    DeploymentTimeoutsConfig,
+    ModelConfig,
+    ProviderConfig,
+    RoutingConfig,
+    TollgateConfig,
+)
 from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment, ProviderAdapter, Timeouts
 from tollgate.providers.registry import build_adapter
 from tollgate.routing.breaker import BreakerSettings
 from tollgate.routing.resolver import ModelResolver, Route
 from tollgate.routing.retry import BudgetSettings, RetrySettings
+from tollgate.routing.rules import RouteRules
 from tollgate.routing.strategies import Candidate, RoutingSettings
 from tollgate.types import JSONObject
 
@@ -49,9 +56,9 @@ class Snapshot:
                     self.providers[name] = ProviderInfo(name, prov.type or name, "env", prov)
         if "demo" not in self.providers:
             self.providers["demo"] = ProviderInfo("demo", "demo", "builtin", DEMO_PROVIDER)
-        self._adapters: dict[tuple[str, str], ProviderAdapter] = {}
+        self._adapters: dict[tuple[str, str, Timeouts], ProviderAdapter] = {}
         logical = {
-            name: tuple(self.deployment(d.provider, d.model) for d in model.deployments)
+            name: tuple(self.deployment(d.provider, d.model, d.timeouts) for d in model.deployments)
             for name, model in config.models.items()
         }
         prices = PriceBook(config.pricing)
@@ -60,14 +67,18 @@ class Snapshot:
         }
         self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans)
         self.routing = routing_settings(config.routing)
+        self.rules = RouteRules(config.routing.rules, config.routing.residency, self.resolver.resolve)
         digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
         self.version = f"{time.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
         self._models_payload = self._build_models()
 
-    def deployment(self, provider: str, model: str) -> Deployment:
+    def deployment(self, provider: str, model: str, timeouts: DeploymentTimeoutsConfig | None = None) -> Deployment:
         info = self.providers[provider]
         cfg = info.config
         drop = cfg.drop_unsupported_params
+        t = cfg.timeouts
+        # A deployment's own timeouts override its provider's, key by key.
+        own = timeouts.model_dump(exclude_none=True) if timeouts is not None else {}
         return Deployment(
             provider=provider,
             provider_type=info.type,
@@ -76,7 +87,12 @@ class Snapshot:
             api_key=cfg.api_key or "",
             api_version=cfg.api_version,
             headers=dict(cfg.headers),
-            timeouts=Timeouts(cfg.timeouts.connect, cfg.timeouts.read, cfg.timeouts.total),
+            timeouts=Timeouts(
+                own.get("connect", t.connect),
+                own.get("read", t.read),
+                own.get("total", t.total),
+                own.get("first_token", t.first_token),
+            ),
             drop_unsupported_params=self.config.settings.drop_unsupported_params if drop is None else drop,
         )
 
@@ -105,7 +121,8 @@ class Snapshot:
         return self.resolver.resolve(model)
 
     def adapter(self, deployment: Deployment) -> ProviderAdapter:
-        key = (deployment.provider, deployment.model)
+        # Timeouts are part of the key: two logical models may call one provider model with different ones.
+        key = (deployment.provider, deployment.model, deployment.timeouts)
         adapter = self._adapters.get(key)
         if adapter is None:
             adapter = build_adapter(deployment)

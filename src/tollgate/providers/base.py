@@ -38,6 +38,7 @@ class Timeouts:
     connect: float = 10.0
     read: float = 120.0
     total: float = 600.0
+    first_token: float | None = None  # streams: from sending to the first content chunk; None: only ``read``
 
 
 @dataclass(frozen=True, slots=True)

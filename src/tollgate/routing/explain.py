@@ -71,8 +71,29 @@ def explain(
             "skip_reason": skip,
         }
         candidates.append(entry)
+    for exclusion in route.excluded:
+        # Removed by a rule or by data residency before the strategy ran: never tried for this request.
+        cand = exclusion.candidate
+        candidates.append(
+            {
+                "position": None,
+                "deployment": cand.key,
+                "provider": cand.deployment.provider,
+                "model": cand.deployment.model,
+                "config_index": cand.index,
+                "priority": cand.priority,
+                "region": cand.region,
+                "tags": list(cand.tags),
+                "skipped": True,
+                "skip_reason": exclusion.reason,
+                "excluded_by": exclusion.by,
+            }
+        )
     requests, extra = state.budget.totals(now, settings.budget)
     budget = settings.budget
+    error_code: str | None = None  # the 503 a request would get now
+    if chosen is None:
+        error_code = "no_compliant_deployment" if route.residency or not route.plan else "no_healthy_deployment"
     return {
         "model": route.requested,
         "logical": route.logical,
@@ -81,6 +102,10 @@ def explain(
         "strategy_reason": _STRATEGY_WHY[route.strategy],
         "chosen": chosen,
         "outcome": "dispatch" if chosen is not None else "fail_fast_503",
+        "error_code": error_code,
+        "target": route.target,
+        "rules_matched": list(route.rules),
+        "residency": list(route.residency),
         "candidates": candidates,
         "retries": {
             "max_retries": settings.retries.max_retries,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tollgate.config.catalog import provider_type_for
 from tollgate.errors import ModelNotFoundError
@@ -21,6 +22,15 @@ _ENABLE_HINT = {
 
 
 @dataclass(frozen=True, slots=True)
+class Exclusion:
+    """A candidate a routing rule or data residency removed from a route, and why."""
+
+    candidate: Candidate
+    by: Literal["rule", "residency"]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """The outcome of resolution: what was asked, and where it may go, in order of preference."""
 
@@ -30,6 +40,11 @@ class Route:
     strategy: Strategy = "priority"
     # The candidates with their routing attributes (weight, tier, limits, prices); one per candidate.
     plan: tuple[Candidate, ...] = field(default=())
+    # Set when routing rules or data residency shaped this route (routing/rules.py):
+    target: str | None = None  # the logical model a rule sent the request to
+    rules: tuple[str, ...] = ()  # the names of the rules that matched, in order
+    excluded: tuple[Exclusion, ...] = ()  # candidates removed before the strategy ran
+    residency: tuple[str, ...] = ()  # the data-residency zones the request is pinned to
 
     def __post_init__(self) -> None:
         if len(self.plan) != len(self.candidates):

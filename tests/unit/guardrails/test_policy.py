@@ -52,7 +52,8 @@ async def test_every_text_the_provider_sees_is_masked_and_the_caller_body_is_unt
     policy = PIIPolicy(PIIGuardConfig(enabled=True))
     original = body()
     kept = copy.deepcopy(original)
-    out = await policy.inspect(ctx(), original)
+    request = ctx()  # the policy keeps a request's state by its context object: one context per request
+    out = await policy.inspect(request, original)
     assert original == kept
     msgs = out["messages"]
     assert isinstance(msgs, list)
@@ -64,7 +65,7 @@ async def test_every_text_the_provider_sees_is_masked_and_the_caller_body_is_unt
     assert msgs[3]["content"] == "<EMAIL_2>: <PHONE_1>"  # type: ignore[index]
     assert msgs[4] is original["messages"][4]  # type: ignore[index]
     assert out["temperature"] == 0.2
-    summary = policy.summary(ctx())
+    summary = policy.summary(request)
     assert summary.counts == (("CREDIT_CARD", 1), ("EMAIL", 4), ("PHONE", 1))
     assert summary.total == 6 and summary.count("EMAIL") == 4
     assert "example.com" not in repr(summary)
@@ -191,8 +192,9 @@ async def test_stream_filter_restores_placeholders_split_across_chunks(cut: int)
 
 async def test_stream_filter_flushes_a_held_tail_when_the_stream_ends_without_finish() -> None:
     policy = PIIPolicy(PIIGuardConfig(enabled=True, reversible=True))
-    await policy.inspect(ctx(), body())
-    stream_filter = policy.stream_filter(ctx())
+    request = ctx()  # one context per request: the policy finds the request's mapping by it
+    await policy.inspect(request, body())
+    stream_filter = policy.stream_filter(request)
     assert stream_filter is not None
     out = stream_filter.feed([chunk("to <EMAIL_")])
     assert streamed_text(out) == "to "
