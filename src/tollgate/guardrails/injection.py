@@ -526,7 +526,7 @@ def fold(text: str) -> str:
     if text.isascii():
         return text.lower()
     text = unicodedata.normalize("NFKC", text)
-    return text.translate(_CONFUSABLES).lower()
+    return text.lower().translate(_CONFUSABLES)  # lower case first: the table maps lower-case look-alikes
 
 
 def despace(folded: str, words: set[str] | None = None) -> str | None:

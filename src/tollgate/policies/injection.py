@@ -129,7 +129,8 @@ class InjectionPolicy:
             finding = decision.findings[-1]
             _record(ctx, decision)
             raise PermissionDeniedError(
-                f"The request was blocked: {_WHERE[finding.source]} looks like a prompt-injection attempt "
+                f"The request was blocked ({REASON[finding.source]}): {_WHERE[finding.source]} looks like a "
+                "prompt-injection attempt "
                 f"(rules: {', '.join(finding.verdict.rules)}). If this is a mistake, rephrase the request or ask "
                 "your administrator to review the guardrail.",
                 code=REASON[finding.source],
