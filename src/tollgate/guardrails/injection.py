@@ -66,7 +66,9 @@ class Rule:
     """One pattern, matched on a folded (lower-case) view only when one of its triggers occurs there.
 
     ``triggers`` is a space-separated list: a trigger of letters and digits must be a whole word of the view,
-    any other (``<|``, ``##``) a substring of it. Empty: the rule always runs."""
+    any other (``<|``, ``##``) a substring of it. Every match must contain one of them: the pattern runs only
+    near them. Further groups after ``&`` must each occur somewhere in the view too (a cheap necessary
+    condition). Empty: the rule always runs, over the whole text."""
 
     id: str
     category: str
@@ -182,7 +184,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"{_S}(?:before|above|prior to){_S}(?:this|my|here)(?:{_S}\w+)?){_S}(?:are|were|is|have been)"
         rf"{_S}(?:now )?(?:cancel(?:l?ed)?|void|obsolete|revoked|invalid|null|a test|fake|outdated|no longer valid"
         r"|overridden|replaced|irrelevant)",
-        "instructions rules directives guidelines prompt everything anything before above",
+        "instructions rules directives guidelines prompt everything anything before above & are were is been "
+        "& cancel cancelled canceled void obsolete revoked invalid null test fake outdated longer overridden replaced "
+        "irrelevant",
     ),
     Rule(
         "override.dont_follow",
@@ -198,7 +202,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         0.45,
         r"\b(?:new|updated|real|actual|revised|true)(?: system)? (?:instructions?|rules|directives?|orders|task|goal"
         r"|prompt|system prompt)(?:[\s,:]*:| (?:follow|are|is))",
-        "instructions instruction rules directive directives orders task goal prompt",
+        "instructions instruction rules directive directives orders task goal prompt "
+        "& new updated real actual revised true",
     ),
     Rule(
         "override.from_now_on",
@@ -216,7 +221,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"{_LIMITS}\b|\b{_LIMITS}{_S}(?:are|have been|were|is){_S}(?:now )?(?:disabled|off|lifted|removed"
         r"|turned off|suspended|revoked|gone)",
         "restrictions limits limitations filter filters filtering censorship guidelines guardrails rules policy "
-        "policies safety ethical moral ethics morals confines",
+        "policies safety ethical moral ethics morals confines & without no free not bound ignore ignores disable "
+        "disabled disables turn remove lift off lifted removed suspended revoked gone",
     ),
     # --- system-prompt extraction
     Rule(
@@ -224,7 +230,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "extraction",
         0.85,
         rf"\b{_SHOW_VERB}{_gap(5)}your{_S}{_PROMPT_NOUN}",
-        "prompt preprompt instructions directives message context configuration guidelines rules",
+        "prompt preprompt instructions directives message context configuration guidelines rules & your "
+        "& reveal show print output repeat display tell give leak dump "
+        "share send copy write spell paste disclose expose recite translate summarize summarise list provide",
     ),
     Rule(
         "extraction.the_hidden_prompt",
@@ -232,7 +240,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         0.6,
         rf"\b{_SHOW_VERB}{_S}(?:me{_S})?(?:the|all){_S}(?:full{_S}|exact{_S}|entire{_S}|text of{_S}(?:the|your){_S})?"
         rf"(?:system|initial|original|hidden|secret|confidential|developer)[\s_-]*(?:prompt|instructions|message)",
-        "prompt instructions message",
+        "prompt instructions message & system initial original hidden secret confidential developer "
+        "& reveal show print output repeat display tell give leak dump "
+        "share send copy write spell paste disclose expose recite translate summarize summarise list provide",
     ),
     Rule(
         "extraction.what_is_your_prompt",
@@ -240,7 +250,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         0.7,
         r"\bwhat (?:is|are|were|was) (?:your|the) (?:exact |full |original |initial |hidden |secret )?"
         r"(?:system prompt|system message|initial prompt|instructions|original prompt|hidden instructions)",
-        "prompt instructions message",
+        "prompt instructions message & what",
     ),
     Rule(
         "extraction.received",
@@ -250,7 +260,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         r"| received)(?: given| told| provided| initiali[sz]ed with| set up with| programmed with)?\b"
         r"|\byou (?:were|have been|'ve been) (?:initiali[sz]ed|configured|set up|programmed|primed) with",
         "instructions instruction prompt guidance directions rules initialized initialised configured programmed "
-        "primed set",
+        "primed set & you",
     ),
     Rule(
         "extraction.above",
@@ -260,7 +270,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"|content|messages?|lines?))(?:{_S}\w+){{0,2}}?{_S}(?:above|before (?:this|my)|prior to (?:this|my)"
         r"|preceding)|\bwhat (?:text|words|instructions) (?:appears?|comes?|is|are|were) (?:before|above) "
         r"(?:my|this|the)",
-        "above before prior preceding",
+        "above before prior preceding & repeat print output copy dump show write recite give what",
     ),
     Rule(
         "extraction.verbatim",
@@ -303,7 +313,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"|ignores? all|doesn't have to abide by|does not (?:have to )?(?:follow|abide by)){_gap(3)}"
         rf"(?:{_LIMITS}|openai|anthropic)",
         "restrictions limits limitations filter filters filtering censorship guidelines guardrails rules policy "
-        "policies ethical moral ethics morals confines openai anthropic",
+        "policies ethical moral ethics morals confines openai anthropic & pretend act role roleplay imagine "
+        "simulate behave respond answer you become character & no without free not never escaped broken ignores "
+        "ignore doesn does",
     ),
     Rule(
         "jailbreak.never_refuse",
@@ -311,7 +323,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         0.55,
         r"\b(?:never|not|don't|do not|cannot|can't|won't|must not) (?:ever )?(?:refuse|decline|say (?:no\b|you can't"
         r"|that you can't|i can't|sorry)|reject a)",
-        "refuse refuses refusing decline reject say",
+        "refuse refuses refusing decline reject say & never not don do cannot can won must",
     ),
     Rule(
         "jailbreak.stay_in_character",
@@ -351,7 +363,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "developer_mode",
         0.5,
         r"\b(?:two|2|dual) (?:responses|answers|outputs)\b|\bdeveloper mode output",
-        "responses answers outputs output",
+        "responses answers outputs output & two 2 dual developer",
     ),
     # --- delimiter and fake-role injection
     Rule(
@@ -362,7 +374,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         r"|you will|ignore|disregard|forget|reveal|always comply|grant|new (?:system )?(?:prompt|instructions)"
         r"|all (?:prior|previous) rules|the (?:assistant|user) (?:is|should|must|will)|i will now"
         r"|sure[,!]? (?:here|i will|i'll)|rules forgotten)",
-        "< [ ## system assistant end override",
+        "< [inst [/inst ## system: assistant: end override",
     ),
     Rule(
         "delimiter.chat_tokens",
@@ -406,7 +418,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"|\b(?:if you are|if you're) an? (?:ai|llm|language model|assistant|chatbot)|\bdear {_AI}\b"
         rf"|\bwhen you (?:process|read|summari[sz]e) this (?:document|page|email|file|text)"
         rf"|(?:<!--|\[)[\W_]*(?:note )?(?:to |for )?(?:the |any |all )?{_AI}[:,]",
-        "ai llm model models assistant assistants chatbot gpt bot agent agents",
+        "ai llm model models assistant assistants chatbot gpt bot agent agents & note message instruction "
+        "instructions attention important ps hidden reading processing summarizing summarising parsing screening "
+        "reads processes summarizes summarises sees if dear when any process read summarize summarise <!-- [",
     ),
     Rule(
         "indirect.inline_command",
@@ -414,7 +428,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         0.5,
         r"\b(?:assistant|ai|llm|model|chatbot)[,:] (?:you (?:are now|must|will|should)|ignore|forget|disregard|stop"
         r"|new instructions|override)|\bhidden instruction|\binstructions? for the (?:assistant|ai|model|llm)\b",
-        "assistant ai llm model chatbot hidden instructions instruction",
+        "assistant ai llm model chatbot hidden instructions instruction & you ignore forget disregard stop new "
+        "override hidden for",
     ),
     Rule(
         "indirect.conceal_from_user",
@@ -542,9 +557,10 @@ def despace(folded: str, words: set[str] | None = None) -> str | None:
 def unleet(folded: str, words: set[str] | None = None) -> str | None:
     """``folded`` with leetspeak digits read as letters, or ``None`` when no word mixes them (``words``: the
     text's words, to skip the search when none mixes letters and digits)."""
-    if words is not None and all(w.isalpha() or w.isdigit() for w in words) and "@" not in folded:
+    symbols = "@" in folded or "$" in folded
+    if words is not None and not symbols and all(w.isalpha() or w.isdigit() for w in words):
         return None
-    if "$" not in folded and _LEET_WORD.search(folded) is None:
+    if _LEET_WORD.search(folded) is None:
         return None
     return folded.translate(_LEET)
 
@@ -654,15 +670,15 @@ class _Compiled:
     category: str
     weight: float
     regex: re.Pattern[str]
-    words: frozenset[str]  # whole-word triggers
-    marks: tuple[str, ...]  # substring triggers
+    words: frozenset[str]  # whole-word triggers (anchors: every match contains one)
+    marks: tuple[str, ...]  # substring triggers (anchors)
+    also: tuple[tuple[frozenset[str], tuple[str, ...]], ...]  # further groups, each of which must occur too
 
     @classmethod
     def of(cls, rule: Rule) -> _Compiled:
-        triggers = rule.triggers.split()
-        words = frozenset(t for t in triggers if t.isalnum())
-        marks = tuple(t for t in triggers if not t.isalnum())
-        return cls(rule.id, rule.category, rule.weight, rule.compile(), words, marks)
+        groups = [_split_triggers(g) for g in rule.triggers.split("&")]
+        words, marks = groups[0]
+        return cls(rule.id, rule.category, rule.weight, rule.compile(), words, marks, tuple(groups[1:]))
 
     def find(self, view: str, words: set[str]) -> re.Match[str] | None:
         """The rule's first match in ``view`` (whose words are ``words``). A rule with triggers is searched only
@@ -674,6 +690,9 @@ class _Compiled:
         present += [m for m in self.marks if m in view]
         if not present:
             return None
+        for group_words, group_marks in self.also:
+            if group_words.isdisjoint(words) and not any(m in view for m in group_marks):
+                return None
         spans: list[tuple[int, int]] = []
         for token in present:
             i = view.find(token)
@@ -689,6 +708,11 @@ class _Compiled:
                 start = a
             end = max(end, b)
         return _search(self.regex, view, max(0, start), end)
+
+
+def _split_triggers(group: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    triggers = group.split()
+    return frozenset(t for t in triggers if t.isalnum()), tuple(t for t in triggers if not t.isalnum())
 
 
 class InjectionDetector:
