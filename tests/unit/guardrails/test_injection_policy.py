@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+import yaml
 
 import pytest
 from pydantic import ValidationError
@@ -130,3 +133,9 @@ def test_config_is_off_by_default_and_validated() -> None:
         InjectionGuardConfig.model_validate({"direct": {"action": "route"}})
     with pytest.raises(ValueError, match="unknown rules: nope"):
         policy(disabled_rules=["nope"])
+
+
+def test_the_recommended_set_blocks_direct_and_indirect_injection() -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "guardrails.yaml"
+    cfg = GuardrailsConfig.model_validate(yaml.safe_load(example.read_text())["guardrails"]).injection
+    assert cfg.enabled and cfg.direct.action == "block" and cfg.indirect.action == "block"
