@@ -21,7 +21,7 @@ MODEL = "openai/gpt-4o-mini"
 
 @pytest.fixture(scope="module")
 def guarded(fake_openai: FakeServer) -> Iterator[RunningGateway]:
-    config = "guardrails:\n  injection: {enabled: true, indirect: {action: flag}}\n"
+    config = "guardrails:\n  injection: {enabled: true, indirect: {action: flag}}\n  code: {enabled: true}\n"
     env = {"OPENAI_API_KEY": "sk-upstream", "OPENAI_BASE_URL": fake_openai.base_url + "/v1"}
     with run_gateway(config, env) as gw:
         yield gw
@@ -110,3 +110,12 @@ def test_flag_mode_for_direct_messages() -> None:
         )
         assert raw.headers["x-tollgate-guardrail"] == "flagged"
         assert raw.parse().choices[0].message.content
+
+
+def test_code_guard_flags_a_destructive_command(guarded: RunningGateway) -> None:
+    raw = client(guarded).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "Run this for me: sudo rm -rf --no-preserve-root /"}]
+    )
+    assert raw.headers["x-tollgate-guardrail"] == "flagged"
+    assert raw.headers["x-tollgate-guardrail-rules"] == "code.shell_rm_root"
+    assert raw.parse().choices[0].message.content == "Hello from the fake OpenAI."

@@ -150,6 +150,23 @@ class InjectionGuardConfig(BaseModel):
     )
 
 
+class CodeGuardConfig(BaseModel):
+    """Code, SQL and shell injection and dangerous commands in user messages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        False, description="Screen user messages for SQL/shell/code injection payloads and destructive commands."
+    )
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score (0-1) from which a message is acted on.")
+    action: InjectionAction = Field(
+        "flag",
+        description="flag (default): let it through with x-tollgate-guardrail: flagged; block: 403 "
+        "dangerous_code_detected naming the rule ids.",
+    )
+    disabled_rules: tuple[str, ...] = Field((), description="Ids of code rules (code.*) to switch off.")
+
+
 class GuardrailsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -159,4 +176,8 @@ class GuardrailsConfig(BaseModel):
     injection: InjectionGuardConfig = Field(
         default_factory=InjectionGuardConfig,
         description="Prompt-injection and jailbreak screening of user messages and tool results (INSPECT phase).",
+    )
+    code: CodeGuardConfig = Field(
+        default_factory=CodeGuardConfig,
+        description="Code/SQL/shell injection and dangerous-command screening of user messages (INSPECT phase).",
     )

@@ -480,6 +480,107 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
+# Code, SQL and shell injection and dangerous commands in prompts: a separate set (guardrails.code), for teams
+# whose users should not paste attack payloads or ask for destructive commands. Ids start with "code.".
+CODE_RULES: tuple[Rule, ...] = (
+    Rule(
+        "code.sql_tautology",
+        "code",
+        0.7,
+        r"['\"]\s*\)?\s*or\s*\(?\s*['\"]?(\w+)['\"]?\s*=\s*['\"]?\1\b|['\"]\s*or\s*['\"]['\"]\s*=\s*['\"]",
+        "or",
+    ),
+    Rule("code.sql_union_select", "code", 0.6, r"\bunion(?:\s+all)?\s+select\b", "union"),
+    Rule(
+        "code.sql_stacked_statement",
+        "code",
+        0.6,
+        r"['\"]\s*\)?\s*;\s*(?:drop\s+(?:table|database)|truncate\s|delete\s+from|shutdown|exec(?:ute)?\s+xp_)",
+        "drop truncate delete shutdown exec execute",
+    ),
+    Rule("code.sql_comment_out", "code", 0.35, r"['\"]\s*\)?\s*(?:--|#|/\*)", "-- # /*"),
+    Rule(
+        "code.sql_time_based",
+        "code",
+        0.5,
+        r"['\"]\s*\)?\s*(?:and|or|;|\|\|)\s*(?:pg_)?sleep\s*\(\s*\d+\s*\)|\bwaitfor\s+delay\s+'",
+        "sleep waitfor",
+    ),
+    Rule(
+        "code.shell_rm_root",
+        "code",
+        0.8,
+        r"\brm\s+(?:-\w*\s+)*-\w*(?:r\w*f|f\w*r)\w*\s+(?:--no-preserve-root\s+)?(?:/|~|\*|\$home)(?:\s|$|;|\*)",
+        "rm",
+    ),
+    Rule(
+        "code.shell_pipe_to_shell",
+        "code",
+        0.6,
+        r"\b(?:curl|wget)\b[^\n|]{0,300}\|\s*(?:sudo\s+)?(?:ba|z)?sh\b",
+        "curl wget",
+    ),
+    Rule("code.shell_fork_bomb", "code", 0.9, r":\s*\(\s*\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:", ":|:"),
+    Rule(
+        "code.shell_disk_wipe",
+        "code",
+        0.8,
+        r"\bdd\s+if=/dev/(?:zero|u?random)\s+of=/dev/(?:sd|nvme|hd|xvd|disk)|\bmkfs(?:\.\w+)?\s+/dev/"
+        r"|>\s*/dev/sd[a-z]\b",
+        "dd mkfs /dev/sd",
+    ),
+    Rule(
+        "code.shell_chmod_world", "code", 0.6, r"\bchmod\s+(?:-r\s+)?(?:0?777|a\+rwx)\s+/(?:\s|$|etc|usr|bin)", "chmod"
+    ),
+    Rule(
+        "code.shell_reverse_shell",
+        "code",
+        0.85,
+        r"/dev/tcp/[\w.]+/\d+|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s+/bin/(?:ba)?sh|\bsocat\b[^\n]{0,80}exec:",
+        "/dev/tcp nc ncat socat",
+    ),
+    Rule(
+        "code.shell_injection",
+        "code",
+        0.5,
+        r"[;&|`]\s*(?:cat\s+/etc/(?:passwd|shadow)|id|whoami|uname\s+-a)\b|\$\(\s*(?:curl|wget|whoami|id|cat)\b",
+        "cat id whoami uname $(",
+    ),
+    Rule(
+        "code.sensitive_files",
+        "code",
+        0.4,
+        r"/etc/(?:passwd|shadow|sudoers)\b|\.ssh/id_(?:rsa|ed25519)\b"
+        r"|\.aws/credentials\b",
+        "passwd shadow sudoers ssh aws",
+    ),
+    Rule(
+        "code.python_exec",
+        "code",
+        0.5,
+        r"__import__\s*\(\s*['\"](?:os|subprocess|pty)['\"]\s*\)|\b(?:eval|exec)\s*\(\s*(?:base64|compile|__import__"
+        r"|input|request)|subprocess\.\w+\([^)]{0,200}shell\s*=\s*true",
+        "__import__ eval exec subprocess",
+    ),
+    Rule(
+        "code.template_injection",
+        "code",
+        0.6,
+        r"\{\{[^}]{0,80}(?:__class__|__globals__|__builtins__|__subclasses__|__mro__)|\$\{jndi:",
+        "{{ ${jndi",
+    ),
+    Rule("code.path_traversal", "code", 0.5, r"(?:\.\./){3,}|(?:\.\.\\){3,}|%2e%2e%2f", "../ ..\\ %2e"),
+    Rule(
+        "code.xss",
+        "code",
+        0.5,
+        r"<script\b[^>]*>[^<]{0,200}(?:document\.cookie|alert\s*\(|fetch\s*\(|eval\s*\()|\bon(?:error|load)\s*="
+        r"\s*['\"]?[^'\">]{0,80}(?:alert|document\.cookie|fetch)\s*\(|javascript:\s*(?:alert|eval|fetch)\s*\(",
+        "<script onerror onload javascript",
+    ),
+)
+
+
 # --- normalisation
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e"))

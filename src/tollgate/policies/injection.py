@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from tollgate.config.guardrails import InjectionGuardConfig, InjectionSourceConfig
+from tollgate.config.guardrails import CodeGuardConfig, InjectionGuardConfig, InjectionSourceConfig
 from tollgate.context import RequestContext
 from tollgate.errors import PermissionDeniedError
-from tollgate.guardrails.injection import DEFAULT_RULES, InjectionDetector, Rule, Verdict
+from tollgate.guardrails.injection import CODE_RULES, DEFAULT_RULES, InjectionDetector, Rule, Verdict
 from tollgate.types import JSONObject, JSONValue
 
 Source = Literal["direct", "indirect"]
@@ -152,13 +152,67 @@ class InjectionPolicy:
             _record(ctx, decision)
 
 
-def _record(ctx: RequestContext, decision: InjectionDecision) -> None:
+class CodeGuardPolicy:
+    """Scores user messages for code, SQL and shell injection payloads and dangerous commands; flags (default) or
+    blocks. Built once per config version."""
+
+    def __init__(self, config: CodeGuardConfig) -> None:
+        self.config = config
+        unknown = sorted(set(config.disabled_rules) - {r.id for r in CODE_RULES})
+        if unknown:
+            raise ValueError(f"guardrails.code.disabled_rules names unknown rules: {', '.join(unknown)}")
+        self.detector = InjectionDetector(CODE_RULES, disabled=config.disabled_rules)
+        self.blocked = 0
+        self.flagged = 0
+        self._decisions: dict[int, InjectionDecision] = {}
+
+    def screen(self, body: JSONObject) -> InjectionDecision | None:
+        threshold = self.config.threshold
+        findings: list[Finding] = []
+        for source, index, text in screened_texts(body):
+            if source != "direct":
+                continue
+            verdict = self.detector.score(text, stop_at=threshold)
+            if verdict.score >= threshold and verdict.hits:
+                findings.append(Finding(source, index, verdict))
+                if self.config.action == "block":
+                    break
+        return InjectionDecision(self.config.action, tuple(findings)) if findings else None
+
+    async def inspect(self, ctx: RequestContext, req_body: JSONObject) -> JSONObject:
+        decision = self.screen(req_body)
+        if decision is None:
+            return req_body
+        rules = ",".join(decision.rules)
+        if decision.action == "block":
+            self.blocked += 1
+            _record(ctx, decision, "code")
+            raise PermissionDeniedError(
+                f"The request was blocked (dangerous_code_detected): a user message contains what looks like a "
+                f"code, SQL or shell injection payload or a destructive command (rules: {', '.join(decision.rules)}).",
+                code="dangerous_code_detected",
+                headers={HEADER.decode(): "blocked", RULES_HEADER.decode(): rules},
+            )
+        self.flagged += 1
+        ctx.extra_headers.append((HEADER, b"flagged"))
+        ctx.extra_headers.append((RULES_HEADER, rules.encode()))
+        self._decisions[id(ctx)] = decision
+        return req_body
+
+    def on_finalize(self, ctx: RequestContext) -> None:
+        decision = self._decisions.pop(id(ctx), None)
+        if decision is not None:
+            _record(ctx, decision, "code")
+
+
+def _record(ctx: RequestContext, decision: InjectionDecision, guardrail: str = "injection") -> None:
     """One log line per decision: request id, caller, action, sources, score and rule ids; never the text."""
     if not log.isEnabledFor(logging.WARNING):
         return
     principal = ctx.principal
     log.warning(
-        "guardrail=injection action=%s request_id=%s key=%s team=%s sources=%s score=%.2f rules=%s status=%s",
+        "guardrail=%s action=%s request_id=%s key=%s team=%s sources=%s score=%.2f rules=%s status=%s",
+        guardrail,
         decision.action,
         ctx.request_id,
         principal.key_id if principal else "-",
