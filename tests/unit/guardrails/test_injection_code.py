@@ -117,5 +117,5 @@ async def test_policy_flags_by_default_and_blocks_when_configured(caplog: pytest
 
 
 def test_unknown_disabled_rule_is_an_error() -> None:
-    with pytest.raises(ValueError, match="code.nope"):
+    with pytest.raises(ValueError, match=r"code\.nope"):
         CodeGuardPolicy(CodeGuardConfig(enabled=True, disabled_rules=("code.nope",)))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import yaml
-
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tollgate.config.guardrails import GuardrailsConfig, InjectionGuardConfig
