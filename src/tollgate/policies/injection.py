@@ -77,15 +77,20 @@ def screened_texts(body: JSONObject) -> Iterator[tuple[Source, int, str]]:
         yield "direct", -1, prompt
 
 
+def _warn_unknown(key: str, disabled: tuple[str, ...], rules: tuple[Rule, ...]) -> None:
+    """A disabled id that names no rule is most likely a typo: say so at start-up. It changes nothing (the
+    rule the operator meant stays on, the safe side), so it is not worth refusing to start over."""
+    unknown = sorted(set(disabled) - {r.id for r in rules})
+    if unknown:
+        log.warning("%s names unknown rules (ignored): %s", key, ", ".join(unknown))
+
+
 class InjectionPolicy:
     """Scores the screened texts of a request and blocks or flags it. Built once per config version."""
 
     def __init__(self, config: InjectionGuardConfig) -> None:
         self.config = config
-        known = {r.id for r in DEFAULT_RULES}
-        unknown = sorted(set(config.disabled_rules) - known)
-        if unknown:
-            raise ValueError(f"guardrails.injection.disabled_rules names unknown rules: {', '.join(unknown)}")
+        _warn_unknown("guardrails.injection.disabled_rules", config.disabled_rules, DEFAULT_RULES)
         custom = [Rule(c.id, c.category, c.weight, c.pattern, c.triggers) for c in config.custom_rules]
         self.detector = InjectionDetector(
             (*DEFAULT_RULES, *custom), disabled=config.disabled_rules, decode=config.decode_payloads
@@ -158,9 +163,7 @@ class CodeGuardPolicy:
 
     def __init__(self, config: CodeGuardConfig) -> None:
         self.config = config
-        unknown = sorted(set(config.disabled_rules) - {r.id for r in CODE_RULES})
-        if unknown:
-            raise ValueError(f"guardrails.code.disabled_rules names unknown rules: {', '.join(unknown)}")
+        _warn_unknown("guardrails.code.disabled_rules", config.disabled_rules, CODE_RULES)
         self.detector = InjectionDetector(CODE_RULES, disabled=config.disabled_rules)
         self.blocked = 0
         self.flagged = 0

@@ -130,8 +130,13 @@ def test_config_is_off_by_default_and_validated() -> None:
         InjectionGuardConfig.model_validate({"direct": {"threshold": 1.5}})
     with pytest.raises(ValidationError):
         InjectionGuardConfig.model_validate({"direct": {"action": "route"}})
-    with pytest.raises(ValueError, match="unknown rules: nope"):
-        policy(disabled_rules=["nope"])
+
+
+def test_unknown_disabled_rule_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "tollgate.guardrails"):
+        p = policy(disabled_rules=["nope", "jailbreak.dan"])
+    assert "unknown rules (ignored): nope" in caplog.text
+    assert "jailbreak.dan" not in {r.id for r in p.detector.rules}
 
 
 def test_the_recommended_set_blocks_direct_and_indirect_injection() -> None:
