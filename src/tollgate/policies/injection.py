@@ -77,6 +77,17 @@ def screened_texts(body: JSONObject) -> Iterator[tuple[Source, int, str]]:
         yield "direct", -1, prompt
 
 
+def _mark_flagged(ctx: RequestContext, rules: str) -> None:
+    """Add the flag headers, once per response: a second guard that flags the same request adds its rule ids."""
+    headers = ctx.extra_headers
+    for i, (name, value) in enumerate(headers):
+        if name == RULES_HEADER:
+            headers[i] = (RULES_HEADER, value + b"," + rules.encode())
+            return
+    headers.append((HEADER, b"flagged"))
+    headers.append((RULES_HEADER, rules.encode()))
+
+
 def _warn_unknown(key: str, disabled: tuple[str, ...], rules: tuple[Rule, ...]) -> None:
     """A disabled id that names no rule is most likely a typo: say so at start-up. It changes nothing (the
     rule the operator meant stays on, the safe side), so it is not worth refusing to start over."""
@@ -142,8 +153,7 @@ class InjectionPolicy:
                 headers={HEADER.decode(): "blocked", RULES_HEADER.decode(): ",".join(finding.verdict.rules)},
             )
         self.flagged += 1
-        ctx.extra_headers.append((HEADER, b"flagged"))
-        ctx.extra_headers.append((RULES_HEADER, rules.encode()))
+        _mark_flagged(ctx, rules)
         self._decisions[id(ctx)] = decision
         return req_body
 
@@ -197,8 +207,7 @@ class CodeGuardPolicy:
                 headers={HEADER.decode(): "blocked", RULES_HEADER.decode(): rules},
             )
         self.flagged += 1
-        ctx.extra_headers.append((HEADER, b"flagged"))
-        ctx.extra_headers.append((RULES_HEADER, rules.encode()))
+        _mark_flagged(ctx, rules)
         self._decisions[id(ctx)] = decision
         return req_body
 
