@@ -18,6 +18,7 @@ from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.cache import CachePolicy
+from tollgate.policies.injection import CodeGuardPolicy, InjectionPolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
 from tollgate.policies.pii import PIIPolicy
@@ -68,6 +69,14 @@ def build_gateway(
         # The PII restorer first: the budget cut then counts what the client actually receives.
         gateway.stream_filters = (pii, budgets)
         gateway.finalize_policies += (pii,)  # drops the request's mapping
+    if config.guardrails.injection.enabled:  # after PII masking: it scores what the provider would see
+        injection = InjectionPolicy(config.guardrails.injection)
+        gateway.inspect_policies += (injection,)
+        gateway.finalize_policies += (injection,)
+    if config.guardrails.code.enabled:
+        code = CodeGuardPolicy(config.guardrails.code)
+        gateway.inspect_policies += (code,)
+        gateway.finalize_policies += (code,)
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
