@@ -379,6 +379,17 @@ def test_sidebar_is_keyboard_navigable_and_sign_out_forgets_the_key(page: Page, 
     assert page.evaluate("sessionStorage.length") == 0
 
 
+def test_dark_colour_scheme(browser: Browser, gw: RunningGateway, shots: Path) -> None:
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="dark")
+    try:
+        tab = context.new_page()
+        _sign_in(tab, gw, to="spend")
+        assert tab.evaluate("getComputedStyle(document.documentElement).backgroundColor") == "rgb(15, 17, 23)"
+        _screenshot(tab, shots, "spend-dark")
+    finally:
+        context.close()
+
+
 def test_narrow_screen_layout(page: Page, gw: RunningGateway, shots: Path) -> None:
     page.set_viewport_size({"width": 420, "height": 860})
     _sign_in(page, gw)
