@@ -307,6 +307,24 @@ def test_create_a_key_shown_once_then_revoke_it(page: Page, gw: RunningGateway, 
     _screenshot(page, shots, "keys")
 
 
+def test_rotate_shows_the_new_secret_once_and_retires_the_old(page: Page, gw: RunningGateway) -> None:
+    made = _admin(gw, "/admin/keys", {"name": "rotate-me"})
+    _sign_in(page, gw, to="keys")
+    row = page.locator(f'tr[data-key-id="{made["id"]}"]')
+    row.get_by_role("button", name="Rotate key rotate-me").click()
+    page.get_by_role("dialog", name="Rotate key?").get_by_role("button", name="Rotate key").click()
+    dialog = page.get_by_role("dialog", name="New secret for “rotate-me”")
+    expect(dialog).to_be_visible()
+    secret = page.get_by_label("Secret key").input_value()
+    assert secret.startswith("tg-")
+    assert secret != made["key"]
+    dialog.get_by_role("button", name="I have copied it").click()
+    assert secret not in page.content()
+    _ask(_client(gw, secret), "the new secret works")
+    with pytest.raises(openai.AuthenticationError):
+        _ask(_client(gw, made["key"]), "the old one does not")
+
+
 def test_teams_page_shows_budget_use(page: Page, gw: RunningGateway, shots: Path) -> None:
     _sign_in(page, gw, to="teams")
     payments = page.get_by_role("table", name="Teams").locator("tbody tr").filter(has_text="Payments")
@@ -377,6 +395,32 @@ def test_sidebar_is_keyboard_navigable_and_sign_out_forgets_the_key(page: Page, 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("Admin key")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_viewer_reads_everything_but_changes_nothing(page: Page, gw: RunningGateway) -> None:
+    viewer = _admin(gw, "/admin/keys", {"name": "auditor", "role": "viewer"})["key"]
+    _sign_in(page, gw, key=viewer)
+    expect(page.locator('[data-kpi="requests"] .value')).not_to_have_text("0")
+    _open(page, "keys", "Keys")
+    page.get_by_label("Name").fill("should-not-exist")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#create-key .error")).to_contain_text("needs a key with role")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert all(k["name"] != "should-not-exist" for k in _admin(gw, "/admin/keys")["data"])
+
+
+def test_a_key_revoked_mid_session_returns_to_sign_in(page: Page, gw: RunningGateway) -> None:
+    made = _admin(gw, "/admin/keys", {"name": "short-lived-admin", "role": "admin"})
+    _sign_in(page, gw, key=made["key"])
+    _admin(gw, f"/admin/keys/{made['id']}/revoke", {})
+    _open_by_hash(page, "audit")
+    expect(page.locator("#signin-error")).to_contain_text("Sign in again")
+    expect(page.locator("#shell")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def _open_by_hash(page: Page, name: str) -> None:
+    page.evaluate(f"location.hash = '#/{name}'")
 
 
 def test_dark_colour_scheme(browser: Browser, gw: RunningGateway, shots: Path) -> None:
