@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 from tests.gateway import RunningGateway, run_gateway
+from tollgate.api.admin_overview import quantile_ms
 
 MODEL = "demo/tollgate-demo"
 CALLS = 3
@@ -151,3 +153,20 @@ def test_ui_files_are_not_counted_as_requests(gw: RunningGateway) -> None:
     for _ in range(3):
         requests.get(gw.base_url + "/ui", timeout=10)
     assert _get(gw, "/admin/overview?days=1").json()["latency"]["count"] == before
+
+
+def test_overview_without_metrics_has_no_latency() -> None:
+    with run_gateway("metrics:\n  enabled: false\n", {}) as running:
+        body = _get(running, "/admin/overview?days=2").json()
+        assert body["latency"] is None
+        assert [d["requests"] for d in body["days"]] == [0, 0]
+        assert body["total"]["cost_usd"] == "0.000000000"
+
+
+def test_quantiles_interpolate_within_a_bucket_like_histogram_quantile() -> None:
+    cumulative = [(0.01, 10.0), (0.025, 10.0), (0.05, 20.0), (math.inf, 20.0)]
+    assert quantile_ms(0.5, cumulative, 20) == 10.0  # the 10th of 20 calls: the top of the first bucket
+    assert quantile_ms(0.95, cumulative, 20) == 47.5  # 9 of the 10 calls in (25 ms, 50 ms]
+    # Calls slower than the last finite bound read as that bound (the open bucket has no upper edge).
+    assert quantile_ms(0.5, [(0.01, 0.0), (math.inf, 5.0)], 5) == 10.0
+    assert quantile_ms(0.5, [(0.01, 0.0), (math.inf, 0.0)], 0) is None

@@ -110,9 +110,9 @@ def latency_summary(gw: Gateway) -> JSONObject | None:
         "scope": "process",
         "count": int(count),
         "mean_ms": round(total / count * 1000, 3) if count else None,
-        "p50_ms": _quantile_ms(0.5, cumulative, count),
-        "p95_ms": _quantile_ms(0.95, cumulative, count),
-        "p99_ms": _quantile_ms(0.99, cumulative, count),
+        "p50_ms": quantile_ms(0.5, cumulative, count),
+        "p95_ms": quantile_ms(0.95, cumulative, count),
+        "p99_ms": quantile_ms(0.99, cumulative, count),
         # Per bucket (not cumulative): how many calls took at most ``le_ms`` and more than the bucket before.
         "buckets": [
             {"le_ms": None if math.isinf(le) else round(le * 1000, 3), "count": int(n - prev)}
@@ -121,7 +121,7 @@ def latency_summary(gw: Gateway) -> JSONObject | None:
     }
 
 
-def _quantile_ms(q: float, cumulative: list[tuple[float, float]], count: float) -> float | None:
+def quantile_ms(q: float, cumulative: list[tuple[float, float]], count: float) -> float | None:
     """The q-quantile estimated from cumulative buckets, linear within a bucket (as PromQL's
     ``histogram_quantile``); a quantile in the open top bucket reads as the highest finite bound."""
     if not count:
