@@ -20,8 +20,13 @@ from tollgate.api import (
     route_explain,
     simple,
 )
+from tollgate.api.admin_overview import models as admin_models
+from tollgate.api.admin_overview import overview as admin_overview
 from tollgate.api.errors import anthropic_error, openai_error
 from tollgate.api.http import JSON_HEADERS, Receive, Request, Scope, Send, send_bytes
+from tollgate.api.ui import PREFIX as UI_PREFIX
+from tollgate.api.ui import asset as ui_asset
+from tollgate.api.ui import page as ui_page
 from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings, load_or_create_master_key, static_settings
 from tollgate.context import RequestContext
@@ -75,6 +80,9 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", "/admin/cache/stats"): RouteSpec(admin_cache.stats, "admin", "admin"),
         ("POST", "/admin/cache/invalidate"): RouteSpec(admin_cache.invalidate, "admin", "admin"),
         ("POST", "/admin/reload"): RouteSpec(admin_reload.reload, "admin", "admin"),
+        ("GET", "/admin/overview"): RouteSpec(admin_overview, "admin", "admin"),
+        ("GET", "/admin/models"): RouteSpec(admin_models, "admin", "admin"),
+        ("GET", "/ui"): RouteSpec(ui_page, "health", "ui"),  # static files: not counted as requests
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
 
@@ -86,6 +94,8 @@ _TEMPLATES: tuple[tuple[str, tuple[str, ...], RouteSpec], ...] = tuple(
     for r in admin.ROUTES
     if "{" in r.path
 )
+# The admin UI's files (``/ui/app.js``): any one name under /ui/, looked up in the package by api/ui.py.
+_UI_ASSET = RouteSpec(ui_asset, "health", "ui")
 
 
 def _template_params(template: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:
@@ -127,11 +137,15 @@ class TollgateApp:
                 if want_method == method and (params := _template_params(template, parts)) is not None:
                     scope["path_params"] = params
                     return candidate
+        if spec is None and method == "GET" and path.startswith(UI_PREFIX):
+            return _UI_ASSET
         return spec
 
     def _known_path(self, path: str) -> bool:
         """Whether some method serves this path (so another method gets 405, not 404)."""
         if path in self._paths:
+            return True
+        if path.startswith(UI_PREFIX):
             return True
         parts = path.strip("/").split("/")
         return path.startswith("/admin/") and any(_template_params(t, parts) is not None for _, t, _ in _TEMPLATES)
