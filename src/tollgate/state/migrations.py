@@ -98,9 +98,39 @@ def postgres_migrations() -> tuple[Migration, ...]:
 # SQLite
 
 
+# The first release numbered its one step (``version INTEGER``); databases it made are converted to names.
+_LEGACY_SQLITE_VERSIONS = {1: "keys_0001_api_keys"}
+
+
 def sqlite_applied(conn: sqlite3.Connection) -> set[str]:
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone()
-    return {r[0] for r in conn.execute("SELECT version FROM schema_migrations")} if exists else set()
+    if not exists:
+        return set()
+    return {
+        _LEGACY_SQLITE_VERSIONS.get(v, str(v)) if isinstance(v, int) else str(v)
+        for (v,) in conn.execute("SELECT version FROM schema_migrations")
+    }
+
+
+def _convert_legacy_table(conn: sqlite3.Connection) -> None:
+    """Turn a first-release ``schema_migrations`` (integer versions) into the named one, keeping its dates."""
+    columns = conn.execute("PRAGMA table_info(schema_migrations)").fetchall()  # (cid, name, type, ...)
+    if not any(c[1] == "version" and str(c[2]).upper() == "INTEGER" for c in columns):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+        conn.execute("CREATE TABLE schema_migrations_named (version TEXT PRIMARY KEY, applied_at REAL)")
+        conn.executemany(
+            "INSERT INTO schema_migrations_named VALUES (?, ?)",
+            [(_LEGACY_SQLITE_VERSIONS.get(v, str(v)), at) for v, at in rows],
+        )
+        conn.execute("DROP TABLE schema_migrations")
+        conn.execute("ALTER TABLE schema_migrations_named RENAME TO schema_migrations")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def sqlite_apply(conn: sqlite3.Connection, migrations: Sequence[Migration], *, apply: bool = True) -> list[Migration]:
@@ -112,6 +142,7 @@ def sqlite_apply(conn: sqlite3.Connection, migrations: Sequence[Migration], *, a
     if not apply:
         raise SchemaBehindError([v for v, _ in pending])
     conn.execute(SQLITE_TABLE)
+    _convert_legacy_table(conn)
     done: list[Migration] = []
     for version, sql in pending:
         conn.execute("BEGIN IMMEDIATE")
@@ -187,7 +218,9 @@ async def migrate_postgres(dsn: str, *, schema: str | None = None, dry_run: bool
         pending = tuple(m for m in migrations if m[0] not in before)
         if not dry_run:
             if schema is not None:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                async with conn.transaction():  # under the lock: concurrent CREATE SCHEMA calls can collide
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", PG_MIGRATION_LOCK)
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             pending = tuple(await pg_apply(conn, migrations))
         where = dsn.rsplit("@", 1)[-1]  # never the password
         return MigrationReport(f"postgresql {where}", tuple(sorted(before)), pending, dry_run)
