@@ -290,6 +290,7 @@ class Supervisor:
 
         while not self.signals:
             time.sleep(0.2)
+            self._note_ready()
             for index, w in list(self.children.items()):
                 code = w.proc.poll()
                 if code is None or self.signals:
@@ -299,6 +300,16 @@ class Supervisor:
                 log.error("worker %d (pid %d) exited with status %s: restarting it", index, w.proc.pid, code)
                 time.sleep(min(1.0, max(0.0, 1.0 - (time.monotonic() - w.started_at))))  # no tight crash loop
                 self.spawn(index)
+
+    def _note_ready(self) -> None:
+        pending = [w for w in self.children.values() if not w.ready]
+        if not pending:
+            return
+        readable, _, _ = select.select([w.ready_read for w in pending], [], [], 0)
+        for w in pending:
+            if w.ready_read in readable and os.read(w.ready_read, 1):
+                w.ready = True
+                log.warning("worker %d (pid %d) restarted and ready", w.index, w.proc.pid)
 
     def stop(self) -> int:
         """Workers were sent SIGTERM; close our copy of the listener, wait for them (bounded), kill leftovers."""
@@ -313,7 +324,11 @@ class Supervisor:
                 w.proc.kill()
                 code = w.proc.wait()
             os.close(w.ready_read)
-            status = status or (1 if code else 0)
+            # A worker still starting when the signal came had nothing in flight: its default exit is clean.
+            clean = code == 0 or (code == -signal.SIGTERM and not w.ready)
+            if not clean:
+                log.error("worker %d (pid %d) exited with status %s", w.index, w.proc.pid, code)
+            status = status or (0 if clean else 1)
         return status
 
 
