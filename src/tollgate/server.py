@@ -253,9 +253,11 @@ class Supervisor:
             WORKER_FD_ENV: str(self.sock.fileno()),
             WORKER_READY_FD_ENV: str(ready_write),
             WORKER_INDEX_ENV: str(index),
-            LEDGER_SPOOL_ENV: f"ledger-spool-w{index}.jsonl",  # a spool file per worker: replays never collide
             MULTIPROC_ENV: str(self.metrics_dir),
         }
+        if index:
+            # A spool file per worker, so replays never collide; worker 0 keeps the single process's file.
+            env[LEDGER_SPOOL_ENV] = f"ledger-spool-w{index}.jsonl"
         # A session of its own: a terminal's Ctrl-C reaches the supervisor, which forwards it once.
         proc = subprocess.Popen(self.argv, env=env, pass_fds=(self.sock.fileno(), ready_write), start_new_session=True)
         os.close(ready_write)
