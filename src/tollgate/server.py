@@ -9,8 +9,8 @@ Shutdown (``SIGTERM`` or ``SIGINT``), in this order:
 3. the lifespan shutdown stops the services: the ledger queue is written (or spooled), counters close;
 4. the process exits 0.
 
-A second signal skips what is left of the drain window; a third stops waiting for requests in flight
-(the ledger is still flushed).
+Each further signal skips to the next step: during the drain window it closes the listener at once; after
+that it stops waiting for requests in flight (the ledger is still flushed).
 
 Workers (``tollgate serve --workers N``): this process binds the port, applies migrations, then starts N
 ``tollgate serve`` processes that accept on the inherited socket, each a full gateway sharing Redis (limits,
