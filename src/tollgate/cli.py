@@ -121,7 +121,8 @@ def _storage(args: argparse.Namespace) -> Storage:
     from tollgate.config.settings import static_settings
     from tollgate.state.factory import open_storage
 
-    return open_storage(static_settings(_load(args.config)).database_url)
+    config = _load(args.config)
+    return open_storage(static_settings(config).database_url, migrate=config.storage.migrate_on_start)
 
 
 def _governance_flags(parser: argparse.ArgumentParser) -> None:

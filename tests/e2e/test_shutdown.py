@@ -232,3 +232,31 @@ def test_a_stream_longer_than_the_grace_period_is_cut_at_the_deadline_and_still_
     # The cut request is still in the ledger, written during the shutdown's flush.
     rows = _ledger_rows(gw.db, "shutdown-stream-long")
     assert len(rows) == 1 and rows[0][1] == 1
+
+
+def test_each_further_signal_skips_to_the_next_step(tmp_path: Path) -> None:
+    """The server's steps without a process: drain, then close the listener, then stop waiting."""
+    import uvicorn
+
+    from tollgate.api.app import create_app
+    from tollgate.config.schema import TollgateConfig
+    from tollgate.server import GracefulServer
+
+    config = TollgateConfig.model_validate(
+        {"server": {"data_dir": str(tmp_path)}, "storage": {"database_url": "memory://"}}
+    )
+    app, _, _ = create_app(config, {"TOLLGATE_MASTER_KEY": MASTER})
+    server = GracefulServer(uvicorn.Config(app), app.gateway, drain_seconds=30)
+    server.handle_exit(signal.SIGTERM, None)
+    assert app.gateway.draining and not server.should_exit  # readiness 503, the listener still open
+    asyncio.run(server.on_tick(1))
+    assert not server.should_exit  # 30 s of drain are not over
+    server.handle_exit(signal.SIGINT, None)
+    assert server.should_exit and not server.force_exit  # the listener closes; requests in flight go on
+    server.handle_exit(signal.SIGINT, None)
+    assert server.force_exit  # stop waiting for them
+
+    quick = GracefulServer(uvicorn.Config(app), app.gateway, drain_seconds=0.05)
+    quick.handle_exit(signal.SIGTERM, None)
+    time.sleep(0.06)
+    assert asyncio.run(quick.on_tick(1)) is True  # the drain window is over: uvicorn's shutdown begins

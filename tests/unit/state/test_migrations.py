@@ -132,6 +132,10 @@ def test_cli_migrate_and_serve_refusal(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["serve", "--config", str(config), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "schema is behind" in err and "tollgate migrate" in err and "Traceback" not in err
+    # So do the admin commands: they leave schema changes to `tollgate migrate` as well.
+    assert main(["keys", "--config", str(config), "list"]) == 2
+    assert "tollgate migrate" in capsys.readouterr().err
+    assert "api_keys" not in _tables(db)  # nothing was created behind the operator's back
     assert main(["migrate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"applied {len(sqlite_migrations())} migration(s)" in out
