@@ -27,7 +27,8 @@ def _load(path: str | None) -> TollgateConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tollgate.api.app import create_app
-    from tollgate.server import WORKER_FD_ENV, run, run_worker
+    from tollgate.config.settings import static_settings
+    from tollgate.server import WORKER_FD_ENV, adopt_worker_spools, run, run_worker
 
     config = _load(args.config)
     env = dict(os.environ)
@@ -39,6 +40,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app, _, _ = create_app(config, env)
         return run_worker(app, env)
     workers = args.workers if args.workers is not None else config.server.workers
+    # Spools left by workers of an earlier `--workers M` run that will not run now are replayed by worker 0.
+    adopt_worker_spools(static_settings(config, env).data_dir, workers)
     if workers > 1:
         return _serve_workers(args, config, env, workers)
     app, master_key, generated = create_app(config, env)

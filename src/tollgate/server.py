@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import select
 import signal
 import socket
@@ -41,6 +42,7 @@ from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings
 from tollgate.core.gateway import Gateway
 from tollgate.core.snapshot import Snapshot
+from tollgate.policies.ledger import SPOOL_FILE
 
 log = logging.getLogger("tollgate")
 
@@ -380,6 +382,36 @@ def run_workers(
         supervisor.stop()
         return 1
     return supervisor.stop()
+
+
+_WORKER_SPOOL = re.compile(r"ledger-spool-w(\d+)\.jsonl(\.replaying)?")
+
+
+def adopt_worker_spools(data_dir: Path, workers: int) -> int:
+    """Before any worker runs: move the spool files of workers that will not run now (index >= ``workers``)
+    into worker 0's spool (the single process's file), so their rows are replayed; returns the files moved.
+    Rows are appended (fsync'd) before a file is deleted; a crash in between only repeats rows, which the
+    ledger writes once by id."""
+    moved = 0
+    for path in sorted(data_dir.glob("ledger-spool-w*.jsonl*")):
+        match = _WORKER_SPOOL.fullmatch(path.name)
+        if match is None or int(match.group(1)) < workers:
+            continue
+        data = path.read_bytes()
+        if data.strip():
+            fd = os.open(data_dir / SPOOL_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                # A leading newline: a torn last line of the target cannot swallow the first row moved.
+                view = memoryview(b"\n" + data + (b"" if data.endswith(b"\n") else b"\n"))
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        path.unlink()
+        moved += 1
+        log.warning("ledger spool %s of a worker that is not running now: moved to %s", path.name, SPOOL_FILE)
+    return moved
 
 
 def _clean_metrics_dir(folder: Path) -> None:

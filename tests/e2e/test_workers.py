@@ -3,6 +3,7 @@ a killed worker restarted, every request in the ledger after a SIGTERM; and the 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -210,3 +211,36 @@ def test_workers_without_redis_are_refused_with_a_clear_error(tmp_path: Path) ->
     )
     assert done.returncode == 2
     assert "needs Redis (rate_limits.counter_url)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_spools_of_workers_not_running_now_are_handed_to_worker_zero(tmp_path: Path) -> None:
+    from tollgate.policies.ledger import SPOOL_FILE
+    from tollgate.server import adopt_worker_spools
+    from tollgate.state.ledger import LedgerRow
+    from tollgate.state.ledger_spool import LedgerSpool
+
+    def rows(name: str) -> list[LedgerRow]:
+        return [LedgerRow(id=f"lg_{name}{i}", request_id=f"{name}-{i}", ts=1.0, endpoint="chat") for i in range(2)]
+
+    LedgerSpool(tmp_path / SPOOL_FILE).append(rows("zero"))
+    LedgerSpool(tmp_path / "ledger-spool-w1.jsonl").append(rows("one"))
+    LedgerSpool(tmp_path / "ledger-spool-w3.jsonl").append(rows("three"))
+    (tmp_path / "ledger-spool-w3.jsonl.replaying").write_bytes(rows("three-r")[0].to_json())  # no final newline
+    assert adopt_worker_spools(tmp_path, 2) == 2  # worker 1 still runs: its file stays its own
+    assert (tmp_path / "ledger-spool-w1.jsonl").exists() and not list(tmp_path.glob("ledger-spool-w3*"))
+    zero = LedgerSpool(tmp_path / SPOOL_FILE)
+    assert zero.count() == 5
+
+    async def replay() -> list[str]:
+        written: list[str] = []
+
+        async def write(batch: object) -> int:
+            assert isinstance(batch, list)
+            written.extend(r.request_id for r in batch)
+            return len(batch)
+
+        await zero.replay(write, 100)
+        return written
+
+    assert sorted(asyncio.run(replay())) == ["three-0", "three-1", "three-r-0", "zero-0", "zero-1"]
+    assert adopt_worker_spools(tmp_path, 1) == 1 and zero.count() == 2  # going down to one worker
