@@ -265,6 +265,8 @@ class Supervisor:
         os.close(ready_write)
         worker = _Worker(index, proc, ready_read, time.monotonic())
         self.children[index] = worker
+        if self.signals:  # the stop signal came while it was being started: it gets it too
+            proc.send_signal(signal.SIGTERM)
         return worker
 
     def wait_ready(self, timeout: float) -> bool:
@@ -372,6 +374,8 @@ def run_workers(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, supervisor.on_signal)
     for index in range(workers):
+        if supervisor.signals:
+            break
         supervisor.spawn(index)
     if supervisor.wait_ready(READY_TIMEOUT_SECONDS):
         print(banner(settings, Snapshot(config, env), master_key, generated, workers), file=sys.stderr, flush=True)
