@@ -1,10 +1,11 @@
-"""The ``tollgate`` command: serve, check-config, keys, orgs, teams, users, report, cache, schema."""
+"""The ``tollgate`` command: serve, check-config, keys, orgs, teams, users, report, cache, migrate, prune, schema."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import orjson
 from tollgate.config.loader import ConfigError, load_config_file
 from tollgate.config.schema import TollgateConfig
 from tollgate.state.factory import Storage
+from tollgate.state.migrations import SchemaBehindError
 from tollgate.types import JSONObject, JSONValue
 
 
@@ -25,7 +27,8 @@ def _load(path: str | None) -> TollgateConfig:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from tollgate.api.app import create_app
-    from tollgate.server import run
+    from tollgate.config.settings import static_settings
+    from tollgate.server import WORKER_FD_ENV, adopt_worker_spools, run, run_worker
 
     config = _load(args.config)
     env = dict(os.environ)
@@ -33,8 +36,77 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["TOLLGATE_HOST"] = args.host
     if args.port is not None:
         env["TOLLGATE_PORT"] = str(args.port)
-    app, master_key, generated = create_app(config, env, config_path=args.config or env.get("TOLLGATE_CONFIG"))
-    run(app, master_key, generated)
+    config_path = args.config or env.get("TOLLGATE_CONFIG")  # for hot reload (POST /admin/reload)
+    if WORKER_FD_ENV in env:  # one worker of `serve --workers N`, started by the supervisor
+        app, _, _ = create_app(config, env, config_path=config_path)
+        return run_worker(app, env)
+    workers = args.workers if args.workers is not None else config.server.workers
+    # Spools left by workers of an earlier `--workers M` run that will not run now are replayed by worker 0.
+    adopt_worker_spools(static_settings(config, env).data_dir, workers)
+    if workers > 1:
+        return _serve_workers(args, config, env, workers)
+    app, master_key, generated = create_app(config, env, config_path=config_path)
+    return run(app, master_key, generated)
+
+
+def _serve_workers(args: argparse.Namespace, config: TollgateConfig, env: dict[str, str], workers: int) -> int:
+    from tollgate.config.settings import load_or_create_master_key, static_settings
+    from tollgate.server import run_workers, workers_problem
+    from tollgate.state.migrations import migrate_url
+
+    settings = static_settings(config, env)
+    problem = workers_problem(config, settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    master_key, generated = load_or_create_master_key(config, settings, env)  # before the workers look for it
+    if config.storage.migrate_on_start:
+        # Once, before the workers open the database.
+        try:
+            asyncio.run(migrate_url(settings.database_url))
+        except OSError as exc:  # PostgreSQL down: the workers migrate when it answers (one at a time)
+            print(f"warning: migrations not applied now ({exc}); the workers apply them later", file=sys.stderr)
+    argv = [sys.executable, "-m", "tollgate", "serve"]
+    if args.config:
+        argv += ["--config", os.path.abspath(args.config)]
+    return run_workers(config, settings, argv, env, workers, master_key, generated)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from tollgate.config.settings import static_settings
+    from tollgate.state.migrations import migrate_url
+
+    url = static_settings(_load(args.config)).database_url
+    try:
+        report = asyncio.run(migrate_url(url, dry_run=args.dry_run))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(report.render())
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from tollgate.config.settings import static_settings
+    from tollgate.state.retention import prune_url
+
+    config = _load(args.config)
+    retention = config.storage.retention
+    ledger_days = args.ledger_days if args.ledger_days is not None else retention.ledger_days
+    audit_days = args.audit_days if args.audit_days is not None else retention.audit_days
+    url = static_settings(config).database_url
+    try:
+        report = asyncio.run(prune_url(url, ledger_days, audit_days, dry_run=args.dry_run))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: prune failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(report.render())
     return 0
 
 
@@ -53,7 +125,8 @@ def _storage(args: argparse.Namespace) -> Storage:
     from tollgate.config.settings import static_settings
     from tollgate.state.factory import open_storage
 
-    return open_storage(static_settings(_load(args.config)).database_url)
+    config = _load(args.config)
+    return open_storage(static_settings(config).database_url, migrate=config.storage.migrate_on_start)
 
 
 def _governance_flags(parser: argparse.ArgumentParser) -> None:
@@ -282,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", "-c", help="YAML config file (default: $TOLLGATE_CONFIG, else zero-config)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--workers", type=int, choices=range(1, 65), metavar="N", help="worker processes on one port (needs Redis)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file without starting")
@@ -359,6 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--key-id", dest="key_id")
     cache.set_defaults(func=cmd_cache)
 
+    migrate = sub.add_parser("migrate", help="apply pending database schema migrations (idempotent)")
+    migrate.add_argument("--config", "-c", help="config file naming the storage (default: zero-config)")
+    migrate.add_argument("--dry-run", action="store_true", help="print what would be applied; change nothing")
+    migrate.set_defaults(func=cmd_migrate)
+
+    prune = sub.add_parser("prune", help="delete ledger rows and audit records older than storage.retention")
+    prune.add_argument("--config", "-c", help="config file naming the storage (default: zero-config)")
+    prune.add_argument("--ledger-days", type=int, help="override storage.retention.ledger_days")
+    prune.add_argument("--audit-days", type=int, help="override storage.retention.audit_days")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
+    prune.set_defaults(func=cmd_prune)
+
     schema = sub.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(func=cmd_schema)
     return parser
@@ -370,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    except SchemaBehindError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

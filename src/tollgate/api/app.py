@@ -121,6 +121,9 @@ class TollgateApp:
         self.routes = _routes()
         self.in_flight = metrics.in_flight_gauge(gateway)
         self._paths = {path for _, path in self.routes}
+        # Lifespan progress: the server flushes a gateway whose shutdown a forced exit skipped.
+        self.started = False
+        self.stopped = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -204,9 +207,12 @@ class TollgateApp:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self.started = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.gateway.stop()
+                if not self.stopped:
+                    self.stopped = True
+                    await self.gateway.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

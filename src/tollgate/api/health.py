@@ -20,14 +20,19 @@ async def ready(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     except Exception as exc:  # the probe reports any storage failure; it never raises
         checks["storage"] = f"unavailable: {type(exc).__name__}"
         status = 503
-    if gw.draining:
+    reason: JSONValue = None
+    if gw.draining:  # shutting down: load balancers stop sending here first (docs/operations.md)
         checks["server"] = "draining"
         status = 503
+        reason = "draining"
+    elif status != 200:
+        reason = "storage_unavailable"
     await send_json(
         request.send,
         status,
         {
             "status": "ready" if status == 200 else "not_ready",
+            **({"reason": reason} if reason else {}),
             "checks": checks,
             "config_version": gw.snapshot.version,
         },

@@ -209,6 +209,39 @@ class ServerConfig(_Strict):
     watch_interval_seconds: float = Field(
         2.0, gt=0, le=3600, description="How often the config file is checked when watch_config is on."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes serving one port (--workers overrides). More than one needs Redis "
+        "(rate_limits.counter_url): limits, budgets and key revocations must be shared (docs/operations.md).",
+    )
+    shutdown_drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="On SIGTERM: seconds during which /health/ready answers 503 'draining' while requests are "
+        "still served, so load balancers stop sending before the listener closes.",
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="After the listener closes: seconds in-flight requests and streams get to finish before "
+        "they are cut; then the ledger is flushed and the process exits.",
+    )
+
+
+class RetentionConfig(_Strict):
+    ledger_days: int | None = Field(
+        None,
+        ge=1,
+        description="Delete spend-ledger rows older than this many days ('tollgate prune'); the daily "
+        "aggregates that reports read are kept. None keeps every row.",
+    )
+    audit_days: int | None = Field(
+        None, ge=1, description="Delete audit-log records older than this many days ('tollgate prune')."
+    )
 
 
 class StorageConfig(_Strict):
@@ -216,6 +249,15 @@ class StorageConfig(_Strict):
         None,
         description="Where keys (and later tenants and the ledger) live: sqlite:///path, or memory:// for tests. "
         "Defaults to sqlite:///<data_dir>/tollgate.db (env TOLLGATE_DATABASE_URL).",
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description="Apply pending schema migrations when the gateway starts. When false, a database whose "
+        "schema is behind is refused at start: run 'tollgate migrate' (docs/operations.md).",
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description="How long ledger rows and audit records are kept ('tollgate prune').",
     )
 
 

@@ -39,7 +39,7 @@ def build_gateway(
     master_key: str,
     config_path: str | Path | None = None,
 ) -> Gateway:
-    storage = open_storage(settings.database_url)
+    storage = open_storage(settings.database_url, migrate=config.storage.migrate_on_start)
     gateway = Gateway(
         Snapshot(config, env), Transport({"demo": demo_handler}), storage, master_key, settings.max_body_bytes
     )
@@ -49,7 +49,9 @@ def build_gateway(
     )
     rate_limits = RateLimitPolicy(counters, rl)
     prices = PriceBook(config.pricing)
-    ledger = LedgerPolicy(storage.ledger, prices, settings.data_dir / SPOOL_FILE)
+    # A worker of `serve --workers N` gets a spool file of its own (tollgate/server.py).
+    spool = settings.data_dir / (env.get("TOLLGATE_LEDGER_SPOOL_FILE") or SPOOL_FILE)
+    ledger = LedgerPolicy(storage.ledger, prices, spool)
     # Budgets share the rate limiter's counter store (and its fail_open): docs/budgets.md.
     budgets = BudgetPolicy(counters, prices, config.budgets, alerts=BudgetAlerts(counters, config.budgets.alerts))
     # ADMIT order: the allow-list first (a forbidden model must not consume the caller's limits), then

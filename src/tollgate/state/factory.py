@@ -32,7 +32,8 @@ class Storage(Protocol):
     async def close(self) -> None: ...
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, migrate: bool = True) -> Storage:
+    """``migrate``: apply pending schema migrations (else refuse a schema that is behind; state/migrations.py)."""
     scheme, _, rest = url.partition("://")
     if scheme == "memory":
         from tollgate.state.memory import MemoryStorage
@@ -43,12 +44,12 @@ def open_storage(url: str) -> Storage:
 
         # sqlite:///relative/path and sqlite:////absolute/path, as in SQLAlchemy URLs.
         path = rest[1:] if rest.startswith("/") else rest
-        return SQLiteStorage(path or ":memory:")
+        return SQLiteStorage(path or ":memory:", migrate=migrate)
     if scheme in ("postgresql", "postgres"):
         from tollgate.state.postgres import PostgresStorage
 
         # Connects lazily: the gateway starts while PostgreSQL is down (ledger rows are spooled meanwhile).
-        return PostgresStorage(url)
+        return PostgresStorage(url, migrate=migrate)
     raise ValueError(
         f"unsupported database URL scheme {scheme!r} (supported: sqlite:///PATH, postgresql://..., memory://)"
     )

@@ -11,8 +11,6 @@ import asyncpg
 
 log = logging.getLogger("tollgate.state")
 
-# Any constant shared by every Tollgate process: migrations of concurrent replicas run one at a time.
-_MIGRATION_LOCK = 0x746F6C6C67617465  # "tollgate"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -32,12 +30,14 @@ class PostgresDatabase:
         max_size: int = 10,
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ValueError(f"invalid schema name {schema!r}: use lower-case letters, digits and '_'")
         self.dsn = dsn
         self.schema = schema
         self._migrations = tuple(migrations)
+        self._apply = migrate  # False: refuse a schema that is behind (storage.migrate_on_start)
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout = connect_timeout
@@ -80,18 +80,10 @@ class PostgresDatabase:
         return pool
 
     async def _migrate(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, sql in self._migrations:
-                if version in done:
-                    continue
-                await conn.execute(sql)  # simple-query protocol: several statements in one go
-                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        from tollgate.state.migrations import pg_apply
+
+        async with pool.acquire() as conn:
+            for version, _ in await pg_apply(conn, self._migrations, apply=self._apply):
                 log.info("applied migration %s", version)
 
     async def drop_schema(self) -> None:
@@ -114,19 +106,12 @@ class PostgresDatabase:
 class PostgresStorage:
     """``postgresql://``: keys, tenants, the audit log and the ledger, all in one PostgreSQL database."""
 
-    def __init__(self, dsn: str, *, schema: str | None = None) -> None:
-        from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
-        from tollgate.state.postgres_keys import (
-            AUDIT_PG_MIGRATIONS,
-            KEY_PG_MIGRATIONS,
-            TENANT_PG_MIGRATIONS,
-            PostgresAuditStore,
-            PostgresKeyStore,
-            PostgresTenantStore,
-        )
+    def __init__(self, dsn: str, *, schema: str | None = None, migrate: bool = True) -> None:
+        from tollgate.state.ledger_postgres import PostgresLedgerStore
+        from tollgate.state.migrations import postgres_migrations
+        from tollgate.state.postgres_keys import PostgresAuditStore, PostgresKeyStore, PostgresTenantStore
 
-        migrations = KEY_PG_MIGRATIONS + TENANT_PG_MIGRATIONS + AUDIT_PG_MIGRATIONS + LEDGER_PG_MIGRATIONS
-        self.db = PostgresDatabase(dsn, migrations, schema=schema)
+        self.db = PostgresDatabase(dsn, postgres_migrations(), schema=schema, migrate=migrate)
         self.keys = PostgresKeyStore(self.db)
         self.tenants = PostgresTenantStore(self.db)
         self.audit = PostgresAuditStore(self.db)

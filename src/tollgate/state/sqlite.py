@@ -106,7 +106,9 @@ def _json_text(value: JSONValue) -> str | None:
 class SQLiteDatabase:
     """One connection per process in WAL mode; all statements go through one lock on a worker thread."""
 
-    def __init__(self, path: str, migrations: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(self, path: str, migrations: Sequence[tuple[str, str]] = (), *, migrate: bool = True) -> None:
+        from tollgate.state.migrations import sqlite_apply  # it imports this module
+
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -115,24 +117,11 @@ class SQLiteDatabase:
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate(migrations)
-
-    def _migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
-        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at REAL)")
-        done = {r[0] for r in self._conn.execute("SELECT version FROM schema_migrations")}
-        for version, sql in migrations:
-            if version in done:
-                continue
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in filter(str.strip, sql.split(";")):
-                    self._conn.execute(statement)
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO schema_migrations VALUES (?, strftime('%s','now'))", (version,)
-                )
-                self._conn.execute("COMMIT")
+                # Versioned steps (state/migrations.py); without ``migrate``, a schema that is behind is refused.
+                sqlite_apply(self._conn, migrations, apply=migrate)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.close()
                 raise
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -294,10 +283,11 @@ class SQLiteAuditStore:
 class SQLiteStorage:
     """The embedded default: one SQLite file holds every store."""
 
-    def __init__(self, path: str) -> None:
-        from tollgate.state.ledger_sqlite import LEDGER_MIGRATIONS, SQLiteLedgerStore  # it imports this module
+    def __init__(self, path: str, *, migrate: bool = True) -> None:
+        from tollgate.state.ledger_sqlite import SQLiteLedgerStore  # it imports this module
+        from tollgate.state.migrations import sqlite_migrations
 
-        self.db = SQLiteDatabase(path, KEY_MIGRATIONS + TENANT_MIGRATIONS + AUDIT_MIGRATIONS + LEDGER_MIGRATIONS)
+        self.db = SQLiteDatabase(path, sqlite_migrations(), migrate=migrate)
         self.keys = SQLiteKeyStore(self.db)
         self.tenants = SQLiteTenantStore(self.db)
         self.audit = SQLiteAuditStore(self.db)
