@@ -59,6 +59,23 @@ class Principal:
         return self.role == "admin"
 
 
+GuardrailPhase = Literal["input", "output"]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailDecision:
+    """One guardrail's decision about one request, for metrics and the audit log: what acted and how, never
+    the text it acted on. A guard that lets a request through untouched records nothing (metrics count
+    ``allow`` from the requests that carry no decision of that guard)."""
+
+    guardrail: str  # "pii", "injection", "code", ...: the guard's name in the config
+    action: str  # what was done: "mask", "redact", "hash", "block", "flag", ...
+    phase: GuardrailPhase  # "input" (the prompt, before the provider) or "output" (the answer)
+    rules: tuple[str, ...]  # rule ids or entity types that fired (e.g. "EMAIL", "inj.override")
+    count: int = 1  # how many findings (e.g. values masked)
+    payload_hash: str = ""  # sha256 of what was inspected, to correlate without storing it
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
@@ -89,6 +106,8 @@ class RequestContext:
     cache_hit: bool = False
     # Headers policies add to every response (e.g. rate-limit state).
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # What the guardrails did to this request (INSPECT and RESPOND), read in FINALIZE by metrics and audit.
+    guardrail_decisions: list[GuardrailDecision] = field(default_factory=list)
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode()), *self.extra_headers]
