@@ -4,9 +4,10 @@ A partition holds the entries whose exact-match part (model, system prompt, earl
 scope …) is the same: a query is only ever compared with its own partition, so no entry crosses a tenant or a
 conversation. Within a partition the search is a dot product over a contiguous float32 matrix (exact). A
 partition that grows past ``prefilter_min`` entries also keeps its vectors projected on their first
-``prefilter_dims`` principal components (fitted once, on the entries it holds then): the projected scores pick
-``candidates`` rows that are then scored exactly, so what is returned always has its true similarity (the
-prefilter can only turn a hit into a miss, never produce a false hit).
+``prefilter_dims`` principal components (fitted once, on the entries it holds then): the rows whose projected
+score reaches the threshold less ``prefilter_margin`` (at most the best ``candidates``) are then scored exactly,
+so what is returned always has its true similarity (the prefilter can only turn a hit into a miss, never
+produce a false hit).
 
 Bounds: ``max_entries`` over all partitions (the oldest-used entry goes first) and expiry per entry (expired
 entries are never returned, and are swept as the index is written to).
@@ -103,13 +104,18 @@ class _Partition:
         self.reduced = np.empty((self.vectors.shape[0], dims), dtype=np.float32)
         self.reduced[:n] = self.vectors[:n] @ self.projection
 
-    def scores(self, query: Vector, candidates: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        """Rows and exact similarities: every row, or the prefilter's best ``candidates`` rows."""
+    def scores(
+        self, query: Vector, cutoff: float, candidates: int
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+        """Rows and exact similarities: every row, or the rows whose projected score reaches ``cutoff`` (at most
+        the best ``candidates`` of them)."""
         n = len(self)
         if self.projection is None or self.reduced is None or n <= candidates:
             return np.arange(n), self.vectors[:n] @ query
         rough = self.reduced[:n] @ (query @ self.projection)
-        rows = np.argpartition(rough, n - candidates)[n - candidates :]
+        rows = np.flatnonzero(rough >= cutoff)  # a linear pass: far cheaper than a partial sort of every row
+        if len(rows) > candidates:
+            rows = rows[np.argpartition(rough[rows], len(rows) - candidates)[len(rows) - candidates :]]
         return rows, self.vectors[rows] @ query
 
 
@@ -124,6 +130,7 @@ class VectorIndex:
         prefilter_min: int = 8192,
         prefilter_dims: int = 48,
         candidates: int = 64,
+        prefilter_margin: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dim = dim
@@ -131,6 +138,7 @@ class VectorIndex:
         self.prefilter_min = prefilter_min
         self.prefilter_dims = min(prefilter_dims, dim)
         self.candidates = candidates
+        self.prefilter_margin = prefilter_margin
         self._clock = clock
         self._partitions: dict[str, _Partition] = {}
         self._where: OrderedDict[str, str] = OrderedDict()  # key -> partition, least recently used first
@@ -177,7 +185,8 @@ class VectorIndex:
         part = self._partitions.get(partition)
         if part is None or not len(part):
             return []
-        rows, sims = part.scores(vector.astype(np.float32, copy=False), self.candidates)
+        query = vector.astype(np.float32, copy=False)
+        rows, sims = part.scores(query, threshold - self.prefilter_margin, self.candidates)
         good = np.flatnonzero(sims >= threshold)
         if not len(good):
             return []
