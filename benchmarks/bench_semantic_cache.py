@@ -37,7 +37,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 PROMPTS = [
     "How many calories are in a banana?",
@@ -125,7 +125,8 @@ def bench_index(entries: int, queries: int) -> list[str]:
         "|---|---:|---:|---:|",
         f"| brute-force float32 (`vectors @ q`, argmax) | {statistics.median(brute):.2f} ms | {pct(brute, 0.9):.2f} ms"
         " | 1.000 |",
-        f"| VectorIndex (PCA-48 prefilter at threshold − 0.2, ≤ 64 rows reranked exactly) | {statistics.median(indexed):.2f} ms |"
+        "| VectorIndex (PCA-48 prefilter at threshold - 0.2, <= 64 rows reranked exactly) |"
+        f" {statistics.median(indexed):.2f} ms |"
         f" {pct(indexed, 0.9):.2f} ms | {found / queries:.3f} |",
     ]
 
@@ -220,10 +221,11 @@ def bench_gateway(rounds: int, graph_dir: Path, delay: float) -> list[str]:
         "",
         "| request | p50 | p90 | vs the upstream |",
         "|---|---:|---:|---:|",
-        f"| miss (upstream called) | {miss:.1f} ms | {pct([m for m, _ in misses], 0.9):.1f} ms | 1× |",
-        f"| semantic hit (embedding + index + store) | {sem:.2f} ms | {pct(semantic, 0.9):.2f} ms | {miss / sem:.0f}× |",
+        f"| miss (upstream called) | {miss:.1f} ms | {pct([m for m, _ in misses], 0.9):.1f} ms | 1x |",
+        f"| semantic hit (embedding + index + store) | {sem:.2f} ms | {pct(semantic, 0.9):.2f} ms |"
+        f" {miss / sem:.0f}x |",
         f"| exact hit | {statistics.median(exact):.2f} ms | {pct(exact, 0.9):.2f} ms |"
-        f" {miss / statistics.median(exact):.0f}× |",
+        f" {miss / statistics.median(exact):.0f}x |",
     ]
 
 
