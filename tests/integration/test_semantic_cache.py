@@ -18,7 +18,7 @@ import requests
 
 from tests.fakes.harness import FakeServer
 from tests.gateway import RunningGateway, run_gateway
-from tests.minilm import graph_dir, require_model
+from tests.minilm import encoder, graph_dir
 
 MODEL = "openai/gpt-4o-mini"
 ANSWER = "Hello from the fake OpenAI."
@@ -34,7 +34,7 @@ def _env(fake: FakeServer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gw(fake_openai: FakeServer) -> Iterator[RunningGateway]:
-    require_model()
+    encoder()  # skips without the model; builds the ONNX graph in graph_dir() before the gateway starts
     with run_gateway(_config(), _env(fake_openai)) as running:
         yield running
 
@@ -246,7 +246,7 @@ def test_errors_are_not_stored_and_tenants_never_share(gw: RunningGateway, fake_
 def test_replicas_share_semantic_entries_through_redis(fake_openai: FakeServer) -> None:
     from tests.contract.conftest import require_redis
 
-    require_model()
+    encoder()
     url = require_redis()
     prefix = f"tollgate:test-semantic:{uuid.uuid4().hex}:"
     config = _config(f"  url: {url}\n  key_prefix: '{prefix}'\n")

@@ -4,10 +4,11 @@ A partition holds the entries whose exact-match part (model, system prompt, earl
 scope …) is the same: a query is only ever compared with its own partition, so no entry crosses a tenant or a
 conversation. Within a partition the search is a dot product over a contiguous float32 matrix (exact). A
 partition that grows past ``prefilter_min`` entries also keeps its vectors projected on their first
-``prefilter_dims`` principal components (fitted once, on the entries it holds then): the rows whose projected
-score reaches the threshold less ``prefilter_margin`` (at most the best ``candidates``) are then scored exactly,
-so what is returned always has its true similarity (the prefilter can only turn a hit into a miss, never
-produce a false hit).
+``prefilter_dims`` principal components (fitted once, on the entries it holds then) and the norm of what the
+projection leaves out. The projected score plus the product of the two residual norms bounds each row's
+similarity from above (Cauchy-Schwarz), so only the rows whose bound reaches the threshold are scored exactly:
+the search stays exact (no hit lost, every similarity true); how many rows it skips depends on how much of
+the vectors the projection holds.
 
 Bounds: ``max_entries`` over all partitions (the oldest-used entry goes first) and expiry per entry (expired
 entries are never returned, and are swept as the index is written to).
@@ -46,6 +47,7 @@ class _Partition:
     rows: dict[str, int] = field(default_factory=dict)
     projection: npt.NDArray[np.float32] | None = None  # [dim, prefilter_dims] once fitted
     reduced: npt.NDArray[np.float32] | None = None  # [capacity, prefilter_dims]
+    residual: npt.NDArray[np.float32] | None = None  # [capacity]: the norm of what the projection leaves out
 
     def __post_init__(self) -> None:
         self.vectors = np.empty((8, self.dim), dtype=np.float32)
@@ -61,10 +63,12 @@ class _Partition:
         expires = np.empty(capacity, dtype=np.float64)
         expires[: len(self)] = self.expires[: len(self)]
         self.vectors, self.expires = vectors, expires
-        if self.reduced is not None:
+        if self.reduced is not None and self.residual is not None:
             reduced = np.empty((capacity, self.reduced.shape[1]), dtype=np.float32)
             reduced[: len(self)] = self.reduced[: len(self)]
-            self.reduced = reduced
+            residual = np.empty(capacity, dtype=np.float32)
+            residual[: len(self)] = self.residual[: len(self)]
+            self.reduced, self.residual = reduced, residual
 
     def put(self, key: str, vector: Vector, expires_at: float, text: str) -> None:
         row = self.rows.get(key)
@@ -78,8 +82,10 @@ class _Partition:
         self.texts[row] = text
         self.vectors[row] = vector
         self.expires[row] = expires_at
-        if self.projection is not None and self.reduced is not None:
-            self.reduced[row] = vector @ self.projection
+        if self.projection is not None and self.reduced is not None and self.residual is not None:
+            projected = vector @ self.projection
+            self.reduced[row] = projected
+            self.residual[row] = np.sqrt(max(0.0, 1.0 - float(projected @ projected)))
 
     def drop(self, key: str) -> None:
         """Remove ``key``: the last row moves into its place (rows stay contiguous)."""
@@ -92,8 +98,9 @@ class _Partition:
             self.rows[moved] = row
             self.vectors[row] = self.vectors[last]
             self.expires[row] = self.expires[last]
-            if self.reduced is not None:
+            if self.reduced is not None and self.residual is not None:
                 self.reduced[row] = self.reduced[last]
+                self.residual[row] = self.residual[last]
         self.keys.pop()
         self.texts.pop()
 
@@ -103,19 +110,24 @@ class _Partition:
         self.projection = np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
         self.reduced = np.empty((self.vectors.shape[0], dims), dtype=np.float32)
         self.reduced[:n] = self.vectors[:n] @ self.projection
+        self.residual = np.empty(self.vectors.shape[0], dtype=np.float32)
+        energy = np.einsum("ij,ij->i", self.reduced[:n], self.reduced[:n])
+        self.residual[:n] = np.sqrt(np.maximum(0.0, 1.0 - energy))
 
-    def scores(
-        self, query: Vector, cutoff: float, candidates: int
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        """Rows and exact similarities: every row, or the rows whose projected score reaches ``cutoff`` (at most
-        the best ``candidates`` of them)."""
+    def scores(self, query: Vector, threshold: float) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+        """Rows and exact similarities of every row that may reach ``threshold`` (all rows without a prefilter).
+
+        With the projection P, a unit row x and the query q: x.q = Px.Pq + r_x.r_q, and |r_x.r_q| <= |r_x| |r_q|
+        where |r| = sqrt(1 - |Pv|^2). So Px.Pq + |r_x| |r_q| bounds the similarity from above: rows below the
+        threshold by that bound cannot be hits and are skipped; the rest are scored exactly. No hit is lost."""
         n = len(self)
-        if self.projection is None or self.reduced is None or n <= candidates:
+        if self.projection is None or self.reduced is None or self.residual is None:
             return np.arange(n), self.vectors[:n] @ query
-        rough = self.reduced[:n] @ (query @ self.projection)
-        rows = np.flatnonzero(rough >= cutoff)  # a linear pass: far cheaper than a partial sort of every row
-        if len(rows) > candidates:
-            rows = rows[np.argpartition(rough[rows], len(rows) - candidates)[len(rows) - candidates :]]
+        projected = query @ self.projection
+        residual = float(np.sqrt(max(0.0, 1.0 - float(projected @ projected))))
+        bound = self.reduced[:n] @ projected
+        bound += residual * self.residual[:n]
+        rows = np.flatnonzero(bound >= threshold - 1e-4)  # float32 rounding: keep borderline rows
         return rows, self.vectors[rows] @ query
 
 
@@ -129,16 +141,12 @@ class VectorIndex:
         max_entries: int = 100_000,
         prefilter_min: int = 8192,
         prefilter_dims: int = 48,
-        candidates: int = 64,
-        prefilter_margin: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dim = dim
         self.max_entries = max_entries
         self.prefilter_min = prefilter_min
         self.prefilter_dims = min(prefilter_dims, dim)
-        self.candidates = candidates
-        self.prefilter_margin = prefilter_margin
         self._clock = clock
         self._partitions: dict[str, _Partition] = {}
         self._where: OrderedDict[str, str] = OrderedDict()  # key -> partition, least recently used first
@@ -154,7 +162,10 @@ class VectorIndex:
     def nbytes(self) -> int:
         total = 0
         for p in self._partitions.values():
-            total += p.vectors.nbytes + p.expires.nbytes + (p.reduced.nbytes if p.reduced is not None else 0)
+            total += p.vectors.nbytes + p.expires.nbytes
+            total += (p.reduced.nbytes if p.reduced is not None else 0) + (
+                p.residual.nbytes if p.residual is not None else 0
+            )
         return total
 
     def add(self, partition: str, key: str, vector: Vector, expires_at: float, text: str = "") -> None:
@@ -185,8 +196,7 @@ class VectorIndex:
         part = self._partitions.get(partition)
         if part is None or not len(part):
             return []
-        query = vector.astype(np.float32, copy=False)
-        rows, sims = part.scores(query, threshold - self.prefilter_margin, self.candidates)
+        rows, sims = part.scores(vector.astype(np.float32, copy=False), threshold)
         good = np.flatnonzero(sims >= threshold)
         if not len(good):
             return []

@@ -93,21 +93,25 @@ def test_remove_keeps_the_other_rows_right() -> None:
     assert index.search("p", v[0], 0.999) == [] and len(index.search("q", v[0], 0.999)) == 1
 
 
-def test_a_large_partition_uses_the_prefilter_and_still_reports_exact_similarity() -> None:
+def test_a_large_partition_uses_the_prefilter_and_stays_exact() -> None:
     rng = np.random.default_rng(5)
     clock = Clock()
-    index = VectorIndex(prefilter_min=2000, prefilter_dims=48, candidates=32, clock=clock)
+    index = VectorIndex(prefilter_min=2000, prefilter_dims=48, clock=clock)
     v = unit(rng, 5000)
     for i in range(5000):
         index.add("big", f"k{i}", v[i], clock.now + 60)
-    assert index._partitions["big"].projection is not None  # the prefilter is on
-    hits = 0
-    for i in rng.choice(5000, 100, replace=False):
-        q = near(rng, v[i], 0.03)
-        found = index.search("big", q, threshold=0.8, limit=1)
-        if found:
-            assert found[0].similarity == pytest.approx(float(v[int(found[0].key[1:])] @ q), abs=1e-5)
-            hits += found[0].key == f"k{i}"
-    assert hits >= 99  # near duplicates are found through the projection
+    part = index._partitions["big"]
+    assert part.projection is not None  # the prefilter is on
+    queries = [near(rng, v[i], 0.03) for i in rng.choice(5000, 50, replace=False)] + list(unit(rng, 50))
+    for q in queries:
+        for threshold in (0.5, 0.8, 0.95):
+            scores = v @ q
+            expected = {f"k{i}" for i in np.flatnonzero(scores >= threshold)}
+            found = index.search("big", q, threshold=threshold, limit=10_000)
+            assert {m.key for m in found} == expected  # the bound never drops a row above the threshold
+            for m in found:
+                assert m.similarity == pytest.approx(float(scores[int(m.key[1:])]), abs=1e-5)
+        rows, _ = part.scores(q, 0.95)
+        assert len(rows) < 5000  # and it does skip rows
     with pytest.raises(ValueError, match="384"):
         index.add("big", "bad", np.zeros(10, dtype=np.float32), clock.now + 60)
