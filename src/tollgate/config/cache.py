@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 CacheScope = Literal["org", "team", "key", "global"]
+EmbeddingsRuntime = Literal["auto", "onnxruntime", "numpy"]
+DEFAULT_SEMANTIC_THRESHOLD = 0.85  # from tests/cache_eval: precision 0.989, recall 0.71 (docs/caching.md)
 
 
 class CacheModelOverride(BaseModel):
@@ -16,6 +18,34 @@ class CacheModelOverride(BaseModel):
     ttl_seconds: int | None = Field(None, gt=0, description="Seconds an answer of this model stays cached.")
     cache_nondeterministic: bool | None = Field(
         None, description="Also cache this model's sampled answers (temperature > 0, or unset, without a seed)."
+    )
+    semantic: bool | None = Field(None, description="Semantic lookups for this model; unset: `semantic.enabled`.")
+    semantic_threshold: float | None = Field(
+        None, ge=0.5, le=1.0, description="Similarity a semantic hit needs for this model; unset: `semantic.threshold`."
+    )
+
+
+class SemanticCacheSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        False,
+        description="Also answer requests whose last user message is similar (not identical) to a cached one, "
+        "everything else being equal (docs/caching.md). Needs the `semantic` extra and the MiniLM model package.",
+    )
+    threshold: float = Field(
+        DEFAULT_SEMANTIC_THRESHOLD,
+        ge=0.5,
+        le=1.0,
+        description="Cosine similarity (all-MiniLM-L6-v2) a cached message needs to be served; higher is stricter.",
+    )
+    runtime: EmbeddingsRuntime = Field(
+        "auto", description="Embedding runtime: onnxruntime (fast), numpy (no onnxruntime), or auto (the first found)."
+    )
+    threads: int = Field(1, ge=1, le=64, description="Threads of one embedding (onnxruntime).")
+    max_entries: int = Field(100_000, gt=0, description="Vectors in each replica's index (least recently used go).")
+    model_cache_dir: str | None = Field(
+        None, description="Folder for the ONNX graph built once from the model's weights; unset: <data_dir>/embeddings."
     )
 
 
@@ -51,6 +81,9 @@ class CacheSettings(BaseModel):
     key_prefix: str = Field("tollgate:cache:", min_length=1, description="Prefix of every Redis key of the cache.")
     redis_timeout_seconds: float = Field(
         0.2, gt=0, description="Redis timeout; past it the request is answered as a miss and not stored."
+    )
+    semantic: SemanticCacheSettings = Field(
+        default_factory=SemanticCacheSettings, description="The semantic cache (off by default): docs/caching.md."
     )
     models: dict[str, CacheModelOverride] = Field(
         default_factory=dict, description="Overrides per requested model name (enabled, ttl_seconds, ...)."

@@ -93,7 +93,22 @@ def build_gateway(
         key_prefix=cc.key_prefix,
         timeout_seconds=cc.redis_timeout_seconds,
     )
-    gateway.cache = CachePolicy(cache_store, cc, prices)
+    semantic = None
+    if cc.semantic.enabled or any(m.semantic for m in cc.models.values()):
+        # Imported only when on: the embedding runtime (numpy, onnxruntime) costs a gateway without it nothing.
+        from tollgate.policies.semantic_cache import SemanticCache
+
+        store_url = cc.url or rl.counter_url
+        shared = store_url is not None and store_url.startswith(("redis://", "rediss://", "unix://"))
+        semantic = SemanticCache(
+            cc.semantic,
+            redis_url=store_url if shared else None,
+            key_prefix=cc.key_prefix,
+            timeout_seconds=cc.redis_timeout_seconds,
+            data_dir=settings.data_dir,
+        )
+        gateway.services += (semantic,)
+    gateway.cache = CachePolicy(cache_store, cc, prices, semantic=semantic)
     close_cache = getattr(cache_store, "aclose", None)
     if close_cache is not None:
         gateway.closers += (close_cache,)

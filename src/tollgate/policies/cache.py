@@ -16,20 +16,23 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import orjson
 
-from tollgate.config.cache import CacheSettings
+from tollgate.config.cache import CacheModelOverride, CacheSettings
 from tollgate.context import Principal, RequestContext
 from tollgate.pricing import NANOS_PER_USD, PriceBook
 from tollgate.routing.resolver import Route
-from tollgate.state.cache import ResponseCacheStore, StoreStats
+from tollgate.state.cache import ALL, ResponseCacheStore, StoreStats
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage
 
+if TYPE_CHECKING:
+    from tollgate.policies.semantic_cache import SemanticCache, SemanticQuery
+
 ClientFormat = Literal["openai", "anthropic"]
-CacheStatus = Literal["hit", "miss", "skip"]
+CacheStatus = Literal["hit", "miss", "skip", "semantic-hit"]
 
 # Body fields that do not change the answer (the route replaces ``model``).
 IGNORED_FIELDS = frozenset({"model", "stream", "stream_options", "metadata", "user"})
@@ -61,6 +64,7 @@ class CachePlan:
     model: str
     scope_id: str
     status: CacheStatus = "skip"
+    semantic: SemanticQuery | None = None  # set when the semantic cache applies to this request
 
     @property
     def header(self) -> tuple[bytes, bytes]:
@@ -81,6 +85,7 @@ class Tally:
     misses: int = 0
     stores: int = 0
     skips: int = 0
+    semantic_hits: int = 0
     tokens_saved: int = 0
     nanos_saved: int = 0
 
@@ -90,6 +95,7 @@ class Tally:
             "misses": self.misses,
             "stores": self.stores,
             "skips": self.skips,
+            "semantic_hits": self.semantic_hits,
             "tokens_saved": self.tokens_saved,
             "usd_saved": round(self.nanos_saved / NANOS_PER_USD, 9),
         }
@@ -135,6 +141,10 @@ def _normalise_messages(messages: JSONValue) -> JSONValue:
                 norm["content"] = content[0]["text"]
         out.append(norm)
     return out
+
+
+def _normalise_field(name: str, value: JSONValue) -> JSONValue:
+    return _normalise_messages(value) if name in ("messages", "system") else _normalise(value)
 
 
 def cache_key(fmt: ClientFormat, route: Route, scope_id: str, body: Mapping[str, JSONValue]) -> str:
@@ -231,11 +241,13 @@ class CachePolicy:
         settings: CacheSettings,
         prices: PriceBook | None = None,
         clock: Callable[[], float] = time.time,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.prices = prices
         self.clock = clock
+        self.semantic = semantic
         self.stats = CacheStats()
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -275,7 +287,29 @@ class CachePolicy:
                 if not tag.endswith(":None") and tag not in tags:
                     tags.append(tag)
         key = cache_key(fmt, route, scope_id, body)
-        return CachePlan(key, lookup, store, ttl, tuple(tags), route.requested, scope_id)
+        plan = CachePlan(key, lookup, store, ttl, tuple(tags), route.requested, scope_id)
+        if self.semantic is not None:
+            plan.semantic = self._semantic_query(fmt, route, scope_id, body, override)
+        return plan
+
+    def _semantic_query(
+        self,
+        fmt: ClientFormat,
+        route: Route,
+        scope_id: str,
+        body: Mapping[str, JSONValue],
+        override: CacheModelOverride | None,
+    ) -> SemanticQuery | None:
+        from tollgate.policies.semantic_cache import semantic_query
+
+        semantic = self.settings.semantic
+        enabled, threshold = semantic.enabled, semantic.threshold
+        if override is not None:
+            enabled = override.semantic if override.semantic is not None else enabled
+            threshold = override.semantic_threshold or threshold
+        if not enabled:
+            return None
+        return semantic_query(fmt, route, scope_id, body, threshold, _normalise_field)
 
     async def lookup(self, ctx: RequestContext, plan: CachePlan, route: Route) -> CachedAnswer | None:
         """CACHE_LOOKUP: a hit sets ``ctx.cache_hit`` and ``ctx.usage`` (the ledger records it at cost 0)."""
@@ -287,12 +321,18 @@ class CachePolicy:
             return None
         raw = await self.store.get(plan.key)
         answer = decode_entry(raw) if raw is not None else None
+        if answer is None and plan.semantic is not None:
+            answer = await self._semantic_lookup(ctx, plan)
         if answer is None:
             plan.status = "miss"
             for t in tallies:
                 t.misses += 1
             return None
-        plan.status = "hit"
+        if plan.status == "semantic-hit":
+            for t in tallies:
+                t.semantic_hits += 1
+        else:
+            plan.status = "hit"
         ctx.cache_hit = True
         ctx.usage = answer.usage
         usage = answer.usage
@@ -304,6 +344,23 @@ class CachePolicy:
             t.nanos_saved += saved_nanos
         return answer
 
+    async def _semantic_lookup(self, ctx: RequestContext, plan: CachePlan) -> CachedAnswer | None:
+        """The most similar stored answer of the request's partition, at or above its threshold."""
+        semantic, query = self.semantic, plan.semantic
+        if semantic is None or query is None:
+            return None
+        for key, similarity in await semantic.search(query):
+            raw = await self.store.get(key)
+            answer = decode_entry(raw) if raw is not None else None
+            if answer is None:
+                semantic.forget(key)  # invalidated, evicted or expired in the store
+                continue
+            plan.status = "semantic-hit"
+            query.similarity = similarity
+            ctx.extra_headers.append((b"x-tollgate-cache-similarity", f"{similarity:.4f}".encode()))
+            return answer
+        return None
+
     async def save(self, plan: CachePlan, completion: JSONObject, usage: Usage | None) -> None:
         """Store a successful, complete answer (the caller guarantees it is one)."""
         if not plan.store or not _storable(completion):
@@ -314,6 +371,8 @@ class CachePolicy:
         await self.store.set(plan.key, value, plan.ttl_seconds, plan.tags)
         for t in self.stats.tallies(plan.model, plan.scope_id):
             t.stores += 1
+        if self.semantic is not None and plan.semantic is not None:
+            await self.semantic.remember(plan.semantic, plan.key, plan.ttl_seconds)
 
     def save_later(self, plan: CachePlan, completion: JSONObject, usage: Usage | None) -> None:
         """``save`` off the response path (the last bytes of a stream must not wait for the store)."""
@@ -322,6 +381,8 @@ class CachePolicy:
         task.add_done_callback(self._pending.discard)
 
     async def invalidate(self, tag: str) -> int:
+        if self.semantic is not None and tag == ALL:
+            await self.semantic.clear()  # other tags: the index drops entries whose answer is gone when it meets them
         return await self.store.invalidate(tag)
 
     async def report(self) -> JSONObject:
@@ -333,6 +394,7 @@ class CachePolicy:
             "process": self.stats.total.to_json(),
             "by_model": {k: v.to_json() for k, v in sorted(self.stats.by_model.items())},
             "by_scope": {k: v.to_json() for k, v in sorted(self.stats.by_scope.items())},
+            "semantic": self.semantic.report() if self.semantic is not None else None,
         }
 
     async def drain(self) -> None:

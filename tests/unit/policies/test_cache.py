@@ -144,6 +144,7 @@ async def test_store_then_hit_within_the_scope_only() -> None:
         "misses": 1,
         "stores": 1,
         "skips": 0,
+        "semantic_hits": 0,
         "tokens_saved": 13,
         "usd_saved": 0.0,
     }

@@ -1,0 +1,299 @@
+"""The semantic cache: a request whose last user message is *similar* to a cached one, all else equal, is a hit.
+
+What must match exactly (the *partition*, a SHA-256 like the exact key): the client format, the route, the tenant
+scope, every body field the exact key holds (system prompt, tools, parameters …) except the last user message,
+which is replaced by a placeholder, so earlier turns match exactly; and two guards read from that message: its
+numbers, in order, and whether it is negated ("cancel my order" / "don't cancel my order"). Embeddings cannot be
+trusted to tell those apart, and a false hit is worse than a miss. Only the last user message's text is compared
+by similarity, within its partition; a message longer than the model's 256 word pieces is never compared (the
+truncated part could differ), nor is one with non-text parts.
+
+This module only imports numpy (through the index) when a ``SemanticCache`` is built: with the semantic cache
+off, nothing of it is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tollgate.config.cache import SemanticCacheSettings
+from tollgate.routing.resolver import Route
+from tollgate.types import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    from tollgate.embeddings import Encoder
+    from tollgate.state.semantic_index import VectorIndex
+    from tollgate.state.semantic_redis import RedisVectorLog
+
+log = logging.getLogger("tollgate.cache")
+
+_VERSION = 1
+_IGNORED = frozenset({"model", "stream", "stream_options", "metadata", "user"})
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NEGATION = re.compile(
+    r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot|dont|doesnt|didnt|isnt|arent|wasnt|"
+    r"werent|wont|cant|shouldnt|wouldnt|couldnt)\b|n't\b|n\u2019t\b",
+    re.IGNORECASE,
+)
+
+
+# Pairwise checks between the new message and a similar cached one (MiniLM scores these pairs 0.93-0.998):
+# words that make the opposite request, and the order of the same content words ("from Paris to Rome").
+_STOPWORDS = frozenset(
+    """a an the is are was were be been being am do does did doing done have has had having i me my mine we us our
+    you your yours he him his she her it its they them their this that these those what whats which who whom whose
+    when where why how can could would should will shall may might must to of in on at by for with from into onto
+    about as and or but if so than then there here please tell give show let lets make get explain describe some any
+    one also just really very much many way thing things s t m re ve ll d""".split()  # noqa: SIM905
+)
+_OPPOSITE_PAIRS = """more/less more/fewer most/least before/after longer/shorter older/younger higher/lower
+    increase/decrease increase/reduce raise/lower rising/falling rise/fall up/down above/below over/under first/last
+    best/worst better/worse minimum/maximum min/max enable/disable start/stop begin/end open/close import/export
+    add/remove add/subtract include/exclude lock/unlock upgrade/downgrade upload/download buy/sell buy/rent lend/borrow
+    send/receive win/lose gain/lose positive/negative pros/cons advantages/disadvantages benefits/drawbacks
+    ascending/descending formal/informal expand/summarize expand/shorten left/right north/south east/west true/false
+    accept/reject allow/deny approve/decline pass/fail synonym/opposite synonym/antonym cause/consequence
+    cause/effect encrypt/decrypt compress/decompress encode/decode zip/unzip follow/unfollow subscribe/unsubscribe
+    hot/cold cheap/expensive fast/slow faster/slower big/small bigger/smaller larger/smaller old/new early/late
+    earlier/later light/dark input/output inbound/outbound private/public internal/external male/female men/women
+    same/different similarity/difference connect/disconnect install/uninstall mount/unmount show/hide join/leave
+    arrive/depart arrival/departure plus/minus multiply/divide maximize/minimize""".split()  # noqa: SIM905
+_OPPOSITES: dict[str, frozenset[str]] = {}
+for _pair in _OPPOSITE_PAIRS:
+    _x, _y = _pair.split("/")
+    _OPPOSITES[_x] = _OPPOSITES.get(_x, frozenset()) | {_y}
+    _OPPOSITES[_y] = _OPPOSITES.get(_y, frozenset()) | {_x}
+_WORD = re.compile(r"[a-z0-9]+")
+# A message that swaps a single content word for another ("dogs"/"cats", "key"/"value") is the typical near miss
+# that still scores high: such a pair needs at least this similarity (docs/caching.md).
+SUBSTITUTION_SIMILARITY = 0.95
+
+
+def _stem(word: str) -> str:
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def _words(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(text.lower().replace("'s", "").replace("\u2019s", ""))]
+
+
+def compatible(query: str, cached: str, similarity: float) -> bool:
+    """Whether a cached message similar to ``query`` may answer it (beyond the threshold and the partition)."""
+    wq, wc = _words(query), _words(cached)
+    sq, sc = set(wq), set(wc)
+    only_c = sc - sq
+    for word in sq - sc:
+        if _OPPOSITES.get(word, frozenset()) & only_c:
+            return False
+    cq = [w for w in wq if w not in _STOPWORDS]
+    cc = [w for w in wc if w not in _STOPWORDS]
+    if set(cq) == set(cc) and cq != cc:
+        return False  # the same content words in another order: "from Paris to Rome" / "from Rome to Paris"
+    if len(set(cq) - set(cc)) == 1 and len(set(cc) - set(cq)) == 1:
+        return similarity >= SUBSTITUTION_SIMILARITY
+    return True
+
+
+@dataclass(slots=True)
+class SemanticQuery:
+    """A request's semantic part: the partition it may hit in, the text compared, the threshold, its vector."""
+
+    partition: str
+    text: str
+    threshold: float
+    vector: Any = None  # numpy float32 [384], once embedded
+    similarity: float | None = None
+
+
+def last_user_text(messages: JSONValue) -> tuple[str, list[JSONValue]] | None:
+    """The last message's text if it is a user message of text only, and the messages before it."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    content = last.get("content")
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list) and content:
+        parts: list[str] = []
+        for part in content:
+            piece = part.get("text") if isinstance(part, dict) and part.get("type") == "text" else None
+            if not isinstance(piece, str):
+                return None
+            parts.append(piece)
+        text = "\n".join(parts)
+    else:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    rest = {k: v for k, v in last.items() if k != "content"}
+    return text, [*messages[:-1], {**rest, "content": "\x00semantic\x00"}]
+
+
+def guards(text: str) -> JSONObject:
+    """What must be equal between two messages beyond similarity: the numbers (in order) and negation."""
+    return {"numbers": list(_NUMBER.findall(text)), "negated": bool(_NEGATION.search(text))}
+
+
+def partition_of(text: str, exact_material: JSONObject) -> str:
+    material = {"v": _VERSION, "exact": exact_material, "guards": guards(text)}
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def semantic_query(
+    fmt: str,
+    route: Route,
+    scope_id: str,
+    body: Mapping[str, JSONValue],
+    threshold: float,
+    normalise: Callable[[str, JSONValue], JSONValue],
+) -> SemanticQuery | None:
+    """The request's ``SemanticQuery``, or ``None`` when it has no last user text message to compare."""
+    split = last_user_text(body.get("messages"))
+    if split is None:
+        return None
+    text, earlier = split
+    exact: JSONObject = {
+        "format": fmt,
+        "route": [[d.provider, d.model] for d in route.candidates],
+        "scope": scope_id,
+        "body": {
+            k: normalise(k, earlier if k == "messages" else v)
+            for k, v in body.items()
+            if k not in _IGNORED and v is not None
+        },
+    }
+    return SemanticQuery(partition_of(text, exact), text, threshold)
+
+
+class SemanticCache:
+    """The encoder (loaded when the gateway starts, off the event loop), the index, and the Redis stream if any."""
+
+    def __init__(
+        self,
+        settings: SemanticCacheSettings,
+        *,
+        redis_url: str | None = None,
+        key_prefix: str = "tollgate:cache:",
+        timeout_seconds: float = 0.2,
+        data_dir: Path | None = None,
+        encoder: Encoder | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from tollgate.state.semantic_index import VectorIndex
+
+        self.settings = settings
+        self.index: VectorIndex = VectorIndex(max_entries=settings.max_entries, clock=clock)
+        self.clock = clock
+        self.encoder: Encoder | None = encoder
+        self.error: str | None = None
+        self._cache_dir = Path(settings.model_cache_dir) if settings.model_cache_dir else None
+        if self._cache_dir is None and data_dir is not None:
+            self._cache_dir = data_dir / "embeddings"
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tollgate-embed")
+        self.log: RedisVectorLog | None = None
+        if redis_url is not None:
+            from tollgate.state.semantic_redis import RedisVectorLog
+
+            self.log = RedisVectorLog(
+                redis_url,
+                self.index,
+                key_prefix=key_prefix,
+                max_entries=settings.max_entries,
+                timeout_seconds=timeout_seconds,
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self.encoder is not None
+
+    def _load(self) -> Encoder:
+        from tollgate.embeddings import load_encoder
+
+        return load_encoder(self.settings.runtime, threads=self.settings.threads, cache_dir=self._cache_dir)
+
+    async def start(self) -> None:
+        """Load the encoder (about a second; the first start builds the ONNX graph, a few more) and the shared index.
+        A missing model or runtime is logged and reported in the stats: the gateway runs with the exact cache only."""
+        if self.encoder is None:
+            try:
+                self.encoder = await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+            except Exception as exc:  # the gateway must come up without it: report, do not crash
+                self.error = str(exc)
+                log.error("semantic cache disabled: %s", exc)
+        if self.log is not None:
+            await self.log.start()
+
+    async def stop(self) -> None:
+        if self.log is not None:
+            await self.log.aclose()
+        self._executor.shutdown(wait=False)
+
+    async def embed(self, query: SemanticQuery) -> Any:
+        """The query's vector (computed once per request), or ``None`` when it cannot be compared."""
+        if query.vector is not None:
+            return query.vector
+        encoder = self.encoder
+        if encoder is None:
+            return None
+
+        def run() -> Any:
+            if encoder.token_count(query.text) > encoder.max_tokens:
+                return None
+            return encoder.embed([query.text])[0]
+
+        query.vector = await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return query.vector
+
+    async def search(self, query: SemanticQuery) -> list[tuple[str, float]]:
+        """Keys of cached answers that may serve ``query``, most similar first."""
+        vector = await self.embed(query)
+        if vector is None:
+            return []
+        matches = self.index.search(query.partition, vector, query.threshold)
+        return [(m.key, m.similarity) for m in matches if compatible(query.text, m.text, m.similarity)]
+
+    def forget(self, key: str) -> None:
+        self.index.remove(key)
+
+    async def remember(self, query: SemanticQuery, key: str, ttl_seconds: float) -> None:
+        vector = await self.embed(query)
+        if vector is None:
+            return
+        expires_at = self.clock() + ttl_seconds
+        self.index.add(query.partition, key, vector, expires_at, query.text)
+        if self.log is not None:
+            await self.log.publish(query.partition, key, vector, expires_at, query.text)
+
+    async def clear(self) -> int:
+        count = self.index.clear()
+        if self.log is not None:
+            await self.log.clear()
+        return count
+
+    def report(self) -> JSONObject:
+        encoder = self.encoder
+        return {
+            "ready": encoder is not None,
+            "error": self.error,
+            "model": encoder.name if encoder is not None else None,
+            "runtime": encoder.runtime if encoder is not None else None,
+            "threshold": self.settings.threshold,
+            "shared": self.log is not None,
+            **self.index.stats(),
+        }

@@ -1,0 +1,90 @@
+"""What must match exactly for a semantic hit (the partition), and the pairwise checks (no model needed)."""
+
+from __future__ import annotations
+
+from tollgate.policies.cache import _normalise_field
+from tollgate.policies.semantic_cache import compatible, guards, last_user_text, semantic_query
+from tollgate.providers.base import Deployment
+from tollgate.routing.resolver import Route
+
+
+def _route(model: str = "gpt-4o-mini") -> Route:
+    return Route(
+        "fast", (Deployment(provider="openai", provider_type="openai", model=model, base_url="http://x"),), True
+    )
+
+
+def _part(body: dict, scope: str = "org:a", fmt: str = "openai", route: Route | None = None) -> str | None:  # type: ignore[type-arg]
+    q = semantic_query(fmt, route or _route(), scope, body, 0.85, _normalise_field)
+    return q.partition if q is not None else None
+
+
+def _body(last: str, **extra: object) -> dict:  # type: ignore[type-arg]
+    return {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": last}], **extra}
+
+
+def test_only_the_last_user_message_may_differ() -> None:
+    base = _part(_body("Can dogs eat grapes?"))
+    assert base is not None and base == _part(_body("Are grapes safe for dogs?"))
+    assert base == _part(_body("Are grapes safe for dogs?", stream=True, user="u1", metadata={"x": "y"}))
+    different = [
+        _part(_body("Can dogs eat grapes?"), scope="org:b"),
+        _part(_body("Can dogs eat grapes?"), fmt="anthropic"),
+        _part(_body("Can dogs eat grapes?"), route=_route("gpt-4o")),
+        _part(_body("Can dogs eat grapes?", temperature=0.5)),
+        _part(_body("Can dogs eat grapes?", max_tokens=10)),
+        _part(_body("Can dogs eat grapes?", tools=[{"type": "function", "function": {"name": "f"}}])),
+        _part(
+            {
+                "messages": [
+                    {"role": "system", "content": "Be long."},
+                    {"role": "user", "content": "Can dogs eat grapes?"},
+                ]
+            }
+        ),
+        _part(
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "Can dogs eat grapes?"},
+                ]
+            }
+        ),
+        _part(_body("Can dogs eat 3 grapes?")),
+        _part(_body("Can't dogs eat grapes?")),
+    ]
+    assert base not in different and len(set(different)) == len(different)
+
+
+def test_what_is_compared() -> None:
+    assert (
+        last_user_text([{"role": "user", "content": [{"type": "text", "text": " a "}, {"type": "text", "text": "b"}]}])[
+            0
+        ]
+        == "a \nb"
+    )  # type: ignore[index]
+    assert last_user_text([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]) is None
+    assert last_user_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]) is None
+    assert last_user_text([{"role": "tool", "content": "42", "tool_call_id": "c"}]) is None
+    assert last_user_text([{"role": "user", "content": "   "}]) is None
+    assert last_user_text("not a list") is None
+
+
+def test_guards_read_numbers_in_order_and_negation() -> None:
+    assert guards("What is 24 minus 17?") != guards("What is 17 minus 24?")
+    assert guards("Refund order 12,345 now") == {"numbers": ["12,345"], "negated": False}
+    for negated in ("Don't cancel it", "do not cancel it", "I never did", "Why can\u2019t I log in?", "No refund"):
+        assert guards(negated)["negated"] is True, negated
+    assert guards("Cancel it, nowhere else") == {"numbers": [], "negated": False}
+
+
+def test_pairwise_checks() -> None:
+    assert compatible("How do I enable dark mode?", "How can I enable dark mode?", 0.96)
+    assert not compatible("How do I disable dark mode?", "How do I enable dark mode?", 0.97)  # opposites
+    assert not compatible("Book a flight from Rome to Paris", "Book a flight from Paris to Rome", 0.998)  # order
+    # One content word swapped needs the substitution bar; morphology (plural) is not a swap.
+    assert not compatible("Can cats eat grapes?", "Can dogs eat grapes?", 0.90)
+    assert compatible("Where is my parcel?", "Where is my package?", 0.96)
+    assert compatible("How do vaccines work?", "How does a vaccine work?", 0.90)
+    assert compatible("What's the capital city of France?", "What is the capital city of France, please?", 0.9)
