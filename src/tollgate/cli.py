@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import orjson
 
@@ -316,6 +317,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     import urllib.request
 
     key = args.key or os.environ.get("TOLLGATE_MASTER_KEY", "")
+    if args.cache_cmd == "warm":
+        return _cache_warm(args, key)
     if args.cache_cmd == "stats":
         req = urllib.request.Request(args.url.rstrip("/") + "/admin/cache/stats", method="GET")
     else:
@@ -339,6 +342,47 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"error: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
         return 1
     print(orjson.dumps(orjson.loads(payload), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _cache_warm(args: argparse.Namespace, key: str) -> int:
+    """Send a file of prepared answers (JSON Lines, or one JSON list) to the gateway in batches."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            entries = orjson.loads(stripped)
+        else:
+            entries = [orjson.loads(line) for line in text.splitlines() if line.strip()]
+    except orjson.JSONDecodeError as exc:
+        print(f"error: {args.file} is not JSON Lines or a JSON list: {exc}", file=sys.stderr)
+        return 2
+    scope: JSONObject = {name: getattr(args, name) for name in ("org", "team", "key_id") if getattr(args, name)}
+    stored, skipped = 0, []
+    for start in range(0, len(entries), args.batch):
+        body = {"entries": entries[start : start + args.batch], **scope}
+        req = urllib.request.Request(args.url.rstrip("/") + "/admin/cache/warm", data=orjson.dumps(body), method="POST")
+        req.add_header("content-type", "application/json")
+        req.add_header("authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                answer = orjson.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            print(f"error: HTTP {exc.code} at entry {start}: {exc.read().decode(errors='replace')}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
+            return 1
+        stored += answer["stored"]
+        skipped += [{**item, "index": item["index"] + start} for item in answer["skipped"]]
+    print(orjson.dumps({"stored": stored, "skipped": skipped}, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
@@ -433,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--org")
     inv.add_argument("--team")
     inv.add_argument("--key-id", dest="key_id")
+    warm = csub.add_parser("warm", help="store prepared answers from a JSON Lines file (docs/caching.md)")
+    warm.add_argument("file", help="JSON Lines (or a JSON list) of {model, messages or prompt, answer, params}")
+    warm.add_argument("--org", help="the org the entries belong to (cache.scope: org)")
+    warm.add_argument("--team", help="the team the entries belong to (cache.scope: team)")
+    warm.add_argument("--key-id", dest="key_id", help="the key the entries belong to (cache.scope: key)")
+    warm.add_argument("--batch", type=int, default=1000, help="entries per request (default 1000)")
     cache.set_defaults(func=cmd_cache)
 
     migrate = sub.add_parser("migrate", help="apply pending database schema migrations (idempotent)")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from tollgate.api.http import Request, send_json
-from tollgate.context import RequestContext
+from tollgate.context import Principal, RequestContext
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, PermissionDeniedError
-from tollgate.types import JSONObject
+from tollgate.policies.cache import WarmEntry, scope_id_of
+from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import parse_json_object
 
 STATS_READERS = ("admin", "viewer")
@@ -57,3 +58,80 @@ async def invalidate(gw: Gateway, request: Request, ctx: RequestContext) -> None
     tag = invalidation_tag(parse_json_object(await request.body(MAX_BODY)))
     deleted = await gw.cache.invalidate(tag) if gw.cache is not None else 0
     await send_json(request.send, 200, {"invalidated": tag, "deleted": deleted}, ctx.response_headers())
+
+
+WARM_MAX_BODY = 16 * 1024 * 1024
+WARM_MAX_ENTRIES = 10_000
+_SCOPE_FIELDS = {"org": "org", "team": "team", "key": "key_id"}
+
+
+def warm_entries(body: JSONObject) -> list[WarmEntry]:
+    """The entries of a warm-up body, checked: each needs a model, messages (or a prompt) and an answer."""
+    raw = body.get("entries")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequestError("'entries' must be a non-empty list of {model, messages or prompt, answer}.")
+    if len(raw) > WARM_MAX_ENTRIES:
+        raise InvalidRequestError(f"At most {WARM_MAX_ENTRIES} entries per call; send the rest in another call.")
+    entries: list[WarmEntry] = []
+    for i, item in enumerate(raw):
+        where = f"entries[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequestError(f"{where} must be an object.", param=where)
+        model, answer = item.get("model"), item.get("answer")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequestError(f"{where}.model must be a model name.", param=f"{where}.model")
+        if not isinstance(answer, str) or not answer:
+            raise InvalidRequestError(f"{where}.answer must be a non-empty string.", param=f"{where}.answer")
+        messages = item.get("messages")
+        prompt = item.get("prompt")
+        if messages is None and isinstance(prompt, str) and prompt:
+            messages = [{"role": "user", "content": prompt}]
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise InvalidRequestError(
+                f"{where} needs 'messages' (a list of chat messages) or 'prompt' (a string).", param=f"{where}.messages"
+            )
+        params = item.get("params", {})
+        if not isinstance(params, dict):
+            raise InvalidRequestError(f'{where}.params must be an object (e.g. {{"temperature": 0}}).')
+        entries.append(WarmEntry(model, tuple(m for m in messages if isinstance(m, dict)), answer, params))
+    return entries
+
+
+async def warm(gw: Gateway, request: Request, ctx: RequestContext) -> None:
+    """``POST /admin/cache/warm``: store prepared answers (see docs/caching.md, Warming up)."""
+    principal = await gw.authenticate(ctx, request.headers)
+    _require(principal.role, ("admin",), "Warming the cache")
+    body = parse_json_object(await request.body(WARM_MAX_BODY))
+    entries = warm_entries(body)
+    cache = gw.cache
+    if cache is None:
+        raise InvalidRequestError("The response cache is not configured on this gateway.", code="cache_disabled")
+    scope = cache.settings.scope
+    ids: dict[str, str] = {}
+    for name in ("org", "team", "key_id"):
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise InvalidRequestError(f"'{name}' must be a non-empty string.", param=name)
+            ids[name] = value
+    needed = _SCOPE_FIELDS.get(scope)
+    if needed is not None and needed not in ids:
+        raise InvalidRequestError(
+            f"cache.scope is '{scope}': say whose entries these are with '{needed}' (entries of one {scope} are "
+            f"never served to another).",
+            param=needed,
+        )
+    target = Principal(
+        key_id=ids.get("key_id", "cache-warm"),
+        name="cache warm-up",
+        role="user",
+        team_id=ids.get("team"),
+        org_id=ids.get("org"),
+    )
+    report = await cache.warm(entries, gw.snapshot.resolve, target)
+    await send_json(
+        request.send,
+        200,
+        {"stored": report.stored, "skipped": list[JSONValue](report.skipped), "scope": scope_id_of(scope, target)},
+        ctx.response_headers(),
+    )

@@ -79,6 +79,7 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("POST", "/v1/route/explain"): RouteSpec(route_explain.route_explain, "admin", "admin"),
         ("GET", "/admin/cache/stats"): RouteSpec(admin_cache.stats, "admin", "admin"),
         ("POST", "/admin/cache/invalidate"): RouteSpec(admin_cache.invalidate, "admin", "admin"),
+        ("POST", "/admin/cache/warm"): RouteSpec(admin_cache.warm, "admin", "admin"),
         ("POST", "/admin/reload"): RouteSpec(admin_reload.reload, "admin", "admin"),
         ("GET", "/admin/overview"): RouteSpec(admin_overview, "admin", "admin"),
         ("GET", "/admin/models"): RouteSpec(admin_models, "admin", "admin"),

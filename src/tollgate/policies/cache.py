@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -22,6 +22,7 @@ import orjson
 
 from tollgate.config.cache import CacheModelOverride, CacheSettings
 from tollgate.context import Principal, RequestContext
+from tollgate.errors import TollgateError
 from tollgate.pricing import NANOS_PER_USD, PriceBook
 from tollgate.routing.resolver import Route
 from tollgate.state.cache import ALL, ResponseCacheStore, StoreStats
@@ -69,6 +70,22 @@ class CachePlan:
     @property
     def header(self) -> tuple[bytes, bytes]:
         return (b"x-tollgate-cache", self.status.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class WarmEntry:
+    """A prepared answer: the request it answers (model, messages, parameters such as temperature) and the text."""
+
+    model: str
+    messages: tuple[JSONObject, ...]
+    answer: str
+    params: JSONObject = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class WarmReport:
+    stored: int = 0
+    skipped: list[JSONObject] = field(default_factory=list)  # {"index": i, "reason": ...}
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +396,48 @@ class CachePolicy:
         task = asyncio.get_running_loop().create_task(self.save(plan, completion, usage))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def warm(
+        self, entries: Sequence[WarmEntry], route_of: Callable[[str], Route], principal: Principal | None
+    ) -> WarmReport:
+        """Store prepared answers as if ``principal`` had asked the OpenAI-compatible endpoint for them.
+
+        Each entry gets the key a real request with the same messages and parameters gets (and, with the
+        semantic cache on, its vector), in the scope ``principal`` belongs to under ``cache.scope``."""
+        report = WarmReport()
+        now = int(self.clock())
+        for index, entry in enumerate(entries):
+            try:
+                route = route_of(entry.model)
+            except TollgateError as exc:
+                report.skipped.append({"index": index, "reason": exc.message})
+                continue
+            body: JSONObject = {"model": entry.model, "messages": list(entry.messages), **entry.params}
+            ctx = RequestContext(request_id=f"warm-{index}", front_door="openai", endpoint="chat", config_version="")
+            ctx.principal = principal
+            plan = self.plan(ctx, "openai", body, route, {})
+            if plan is None or not plan.store:
+                reason = (
+                    f"the cache is off for model '{route.requested}'"
+                    if plan is None
+                    else "the request would not be cached (sampled: give temperature 0 or a seed)"
+                )
+                report.skipped.append({"index": index, "reason": reason})
+                continue
+            completion: JSONObject = {
+                "id": f"chatcmpl-warm-{index}",
+                "object": "chat.completion",
+                "created": now,
+                "model": route.candidates[0].model if route.candidates else entry.model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": entry.answer}, "finish_reason": "stop"}
+                ],
+            }
+            prompt = len(orjson.dumps(body["messages"])) // 4 + 1
+            usage = Usage(prompt, len(entry.answer.encode()) // 4 + 1, estimated=True)
+            await self.save(plan, completion, usage)
+            report.stored += 1
+        return report
 
     async def invalidate(self, tag: str) -> int:
         if self.semantic is not None and tag == ALL:
