@@ -16,41 +16,37 @@ from tollgate.wire.sse import DONE
 
 _SAME = b"<same>"  # a sentinel, compared by identity: forward the upstream block unchanged
 
-# Substrings that tell an event needs reading; JSON from OpenAI is compact, other servers add a space.
-_NULL_USAGE = (b'"usage":null', b'"usage": null')
-_NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
+# What makes an event need reading, in compact JSON (OpenAI's): a finish reason that is a string, a usage
+# that is an object, an error, the end. Everything _event extracts sits behind one of these; a null value
+# or any other type yields nothing there, so an event without them needs no reading.
+_NEEDS_READING = (b'"finish_reason":"', b'"usage":{', b'"error"', b"data: [DONE]")
+_SPACED = b'": '  # a key followed by a space: JSON from another server, read event by event
 
 
-# Where an event that needs reading may begin; only a hint (the events before it are checked by _plain).
-_MARKERS = (b'"finish_reason":"', b'"finish_reason": "', b'"usage":{', b'"usage": {', b'"error"', b"data: [DONE]")
+def _plain_prefix(buf: bytes, end: int) -> int:
+    """How much of ``buf[:end]`` (whole events) can be forwarded as it is, without reading its events.
 
-
-def _first_marker(buf: bytes, end: int) -> int:
-    """The first position in ``buf[:end]`` of any of ``_MARKERS``, or -1."""
-    found = [at for at in (buf.find(m, 0, end) for m in _MARKERS) if at >= 0]
-    return min(found) if found else -1
-
-
-def _plain(buf: bytes, end: int) -> bool:
-    """Whether ``buf[:end]`` is only single-line ``data: {...}`` events that need no reading (no usage, no
-    finish reason, no error): then it is forwarded as it is without looking at its events one by one.
-
-    Decided with a few substring counts over the whole slice (C loops) instead of Python per event: with no
-    newline inside an event, every separator is exactly a blank line, and every separator sits between a
-    ``}`` and a ``data: {``, each event is one ``data: {...}`` line. A JSON string cannot hold an unescaped
-    quote, so ``"usage"`` in the bytes is a key, never text inside an answer (the per-event path reads the
-    same way). Anything else (the ``[DONE]`` slice, comments, CRLF, spaced JSON) takes the per-event path.
+    A few substring searches over the slice (C loops), instead of Python per event. Plain events come
+    first and the ones to read last (finish, usage, [DONE]), so the prefix ends at the first event that
+    may need reading. It must then be only single-line ``data: {...}`` events: with no newline inside an
+    event, every separator a blank line, and every separator between a ``}`` and a ``data: {``, each
+    event is one ``data: {...}`` line. A JSON string cannot hold an unescaped quote, so the markers in the
+    bytes are keys, never text inside an answer (the per-event path reads the same way). Returns the
+    length of the plain prefix including its last blank line (0: read everything event by event).
     """
-    separators = buf.count(b"\n\n", 0, end)
-    return (
-        buf.startswith(b"data: {")
-        and buf[end - 1] == 0x7D  # "}"
-        and buf.count(b"\n", 0, end) == 2 * separators
-        and buf.count(b"}\n\ndata: {", 0, end) == separators
-        and buf.count(b'"usage"', 0, end) == buf.count(b'"usage":null', 0, end)
-        and buf.count(b'"finish_reason"', 0, end) == buf.count(b'"finish_reason":null', 0, end)
-        and buf.find(b'"error"', 0, end) < 0
-    )
+    if buf.find(_SPACED, 0, end) >= 0:
+        return 0
+    cut = end
+    for marker in _NEEDS_READING:
+        at = buf.find(marker, 0, cut)
+        if at >= 0:
+            cut = at
+    split = end if cut == end else buf.rfind(b"\n\n", 0, cut)
+    if split <= 0 or not buf.startswith(b"data: {") or buf[split - 1] != 0x7D:  # "}"
+        return 0
+    if buf.count(b"\n", 0, split) != 2 * buf.count(b"}\n\ndata: {", 0, split):
+        return 0
+    return split + 2
 
 
 class OpenAIRelayDecoder:
@@ -80,16 +76,9 @@ class OpenAIRelayDecoder:
             self._buf = buf
             return b""
         self._buf = buf[end + 2 :]
-        if _plain(buf, end):
-            return buf[: end + 2]  # the common case: forward the upstream slice itself
-        # The events that need reading come last (finish, usage, [DONE]): forward the plain events before
-        # the first of them as one slice, and read the rest one by one.
-        start = 0
-        marker = _first_marker(buf, end)
-        if marker > 0:
-            split = buf.rfind(b"\n\n", 0, marker)
-            if split > 0 and _plain(buf, split):
-                start = split + 2
+        start = _plain_prefix(buf, end)
+        if start == end + 2:
+            return buf[:start]  # the common case: forward the upstream slice itself
         out: list[bytes] = [buf[:start]] if start else []
         changed = False
         for block in buf[start:end].split(b"\n\n"):
@@ -140,8 +129,12 @@ class OpenAIRelayDecoder:
             raise ProviderProtocolError(
                 f"Provider '{self.provider}' sent a stream event that is not JSON.", provider=self.provider
             )
-        needs_usage = b'"usage"' in payload and not any(n in payload for n in _NULL_USAGE)
-        needs_finish = b'"finish_reason"' in payload and not any(n in payload for n in _NULL_FINISH)
+        needs_usage = b'"usage"' in payload and b'"usage":null' not in payload and b'"usage": null' not in payload
+        needs_finish = (
+            b'"finish_reason"' in payload
+            and b'"finish_reason":null' not in payload
+            and b'"finish_reason": null' not in payload
+        )
         if needs_usage or needs_finish or b'"error"' in payload:
             data = load_json_object(payload, self.provider, STREAM_EVENT)
             if isinstance(data.get("error"), dict) and "choices" not in data:
