@@ -7,6 +7,7 @@ are reported and left as they were.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,17 +156,24 @@ def test_only_admins_reload_and_only_a_gateway_started_from_a_file(fake: FakeSer
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "no_config_file"
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Replace the file in one step, as editors and Kubernetes ConfigMap updates do (write, then rename)."""
+    fresh = path.with_suffix(".tmp")
+    fresh.write_text(text)
+    os.replace(fresh, path)
+
+
 def test_the_watcher_follows_the_file(fake: FakeServer, tmp_path: Path) -> None:
     path = tmp_path / "tollgate.yaml"
     write(path, fake, model="gpt-4o-mini", watch=True)
     with run_gateway(config_path=str(path)) as gw:
         gateway = gw.app.gateway
         first = gateway.snapshot.version
-        path.write_text(path.read_text())  # rewritten with the same bytes: no reload
+        replace_file(path, path.read_text())  # rewritten with the same bytes: no reload
         time.sleep(0.3)
         assert gateway.snapshot.version == first
 
-        path.write_text(path.read_text().replace("fast:", "quick:"))
+        replace_file(path, path.read_text().replace("fast:", "quick:"))
         deadline = time.monotonic() + 5
         while gateway.snapshot.version == first and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -174,7 +182,7 @@ def test_the_watcher_follows_the_file(fake: FakeServer, tmp_path: Path) -> None:
         assert "quick" in {m["id"] for m in models}
 
         second = gateway.snapshot.version
-        path.write_text("models: [not, a, mapping]\n")  # refused: logged, the running config stays
+        replace_file(path, "models: [not, a, mapping]\n")  # refused: logged, the running config stays
         time.sleep(0.3)
         assert gateway.snapshot.version == second
         assert gateway.reloader is not None and gateway.reloader.failures == 1

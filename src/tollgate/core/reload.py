@@ -118,7 +118,8 @@ class ConfigWatcher:
 
     The file's content hash decides, not its time stamp, so a touched but unchanged file (or a ConfigMap
     update that rewrites the same bytes) causes no reload. A new content is applied once it has stayed the
-    same for one more interval, so a file caught half-written (truncated, then written) is never applied.
+    same for one more interval, so a file caught mid-write (truncated, then written) is not applied unless
+    the writer stalls for a whole interval; files replaced in one step (rename) are always seen whole.
     A refused file is logged once per content."""
 
     def __init__(self, reloader: Reloader, interval: float) -> None:
