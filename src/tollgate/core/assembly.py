@@ -94,7 +94,9 @@ def build_gateway(
         timeout_seconds=cc.redis_timeout_seconds,
     )
     semantic = None
-    if cc.semantic.enabled or any(m.semantic for m in cc.models.values()):
+    cache_on = cc.enabled or any(m.enabled for m in cc.models.values())
+    # The embedding model loads only when some cached model can use it.
+    if cache_on and (cc.semantic.enabled or any(m.semantic for m in cc.models.values())):
         # Imported only when on: the embedding runtime (numpy, onnxruntime) costs a gateway without it nothing.
         from tollgate.policies.semantic_cache import SemanticCache
 
