@@ -318,12 +318,13 @@ def _crud(
 ) -> dict[tuple[str, str], Op]:
     base = f"/admin/{kind}"
     one = f"{base}/{{id}}"
+    one_of = {"Organization": "an organization"}.get(schema, f"a {schema.lower()}")
     return {
-        ("POST", base): Op(f"Create a {tag.lower()[:-1]}", tag, _ref(schema), body=create, errors=(404, 409)),
+        ("POST", base): Op(f"Create {one_of}", tag, _ref(schema), body=create, errors=(404, 409)),
         ("GET", base): Op(f"List {tag.lower()}", tag, _list_of(schema), query=(*list_q, _DELETED)),
-        ("GET", one): Op(f"Read a {tag.lower()[:-1]}", tag, _ref(schema)),
+        ("GET", one): Op(f"Read {one_of}", tag, _ref(schema)),
         ("PATCH", one): Op(
-            f"Change a {tag.lower()[:-1]}",
+            f"Change {one_of}",
             tag,
             _ref(schema),
             body=update,
@@ -331,7 +332,7 @@ def _crud(
             errors=(409,),
         ),
         ("DELETE", one): Op(
-            f"Soft-delete a {tag.lower()[:-1]}",
+            f"Soft-delete {one_of}",
             tag,
             _ref(schema),
             description="Answers the entity with deleted_at set.",
