@@ -17,6 +17,7 @@ from tollgate.api import (
     health,
     metrics,
     openai,
+    openapi,
     route_explain,
     simple,
 )
@@ -83,6 +84,7 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("POST", "/admin/reload"): RouteSpec(admin_reload.reload, "admin", "admin"),
         ("GET", "/admin/overview"): RouteSpec(admin_overview, "admin", "admin"),
         ("GET", "/admin/models"): RouteSpec(admin_models, "admin", "admin"),
+        ("GET", openapi.PATH): RouteSpec(openapi.serve, "health", "openapi"),  # public: describes, reveals nothing
         ("GET", "/ui"): RouteSpec(ui_page, "health", "ui"),  # static files: not counted as requests
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
@@ -97,6 +99,11 @@ _TEMPLATES: tuple[tuple[str, tuple[str, ...], RouteSpec], ...] = tuple(
 )
 # The admin UI's files (``/ui/app.js``): any one name under /ui/, looked up in the package by api/ui.py.
 _UI_ASSET = RouteSpec(ui_asset, "health", "ui")
+
+
+def served_routes() -> set[tuple[str, str]]:
+    """Every (method, path template) the app answers; api/openapi.py must describe each (a test checks)."""
+    return {*_routes(), *((m, "/" + "/".join(t)) for m, t, _ in _TEMPLATES), ("GET", UI_PREFIX + "{asset}")}
 
 
 def _template_params(template: tuple[str, ...], parts: list[str]) -> dict[str, str] | None:

@@ -311,6 +311,32 @@ class MetricsConfig(_Strict):
     )
 
 
+class LangfuseConfig(_Strict):
+    enabled: bool = Field(False, description="Export each model call as a Langfuse generation (docs/observability.md).")
+    host: str = Field("https://cloud.langfuse.com", description="The Langfuse server (cloud or self-hosted).")
+    public_key: str | None = Field(None, description="The project's public key (pk-lf-...); use ${VAR}.")
+    secret_key: str | None = Field(None, description="The project's secret key (sk-lf-...); use ${VAR}.")
+    capture_content: bool = Field(
+        False,
+        description="Also send the prompt and the answer, as the provider saw them (after PII masking). Off: "
+        "model, usage, cost, latency, status and ids only.",
+    )
+    flush_interval_seconds: float = Field(2.0, gt=0, le=3600, description="Longest wait before a batch is sent.")
+    batch_size: int = Field(50, ge=1, le=1000, description="Generations per request to Langfuse (sent when full).")
+    max_queue: int = Field(
+        10_000, ge=1, description="Generations waiting to be sent at most; further ones are dropped and counted."
+    )
+    max_retries: int = Field(3, ge=0, le=10, description="Retries of a batch after a network error, 429 or 5xx.")
+
+    @model_validator(mode="after")
+    def _keys_when_enabled(self) -> LangfuseConfig:
+        if self.enabled and not (self.public_key and self.secret_key):
+            raise ValueError("langfuse.enabled needs langfuse.public_key and langfuse.secret_key (use ${VAR})")
+        if not self.host.startswith(("http://", "https://")):
+            raise ValueError("langfuse.host must be an http:// or https:// URL")
+        return self
+
+
 class TollgateConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig, description="Static settings: read at start.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Static settings: read at start.")
@@ -350,6 +376,10 @@ class TollgateConfig(_Strict):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig,
         description="Prometheus metrics at /metrics: static settings, read at start (docs/observability.md).",
+    )
+    langfuse: LangfuseConfig = Field(
+        default_factory=LangfuseConfig,
+        description="Export of generations to Langfuse: static settings, read at start (docs/observability.md).",
     )
 
     @model_validator(mode="after")

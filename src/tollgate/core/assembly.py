@@ -12,6 +12,7 @@ from tollgate.core.gateway import Gateway
 from tollgate.core.reload import ConfigWatcher, Reloader
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
+from tollgate.observability.langfuse import LangfuseExporter
 from tollgate.observability.metrics import GatewayMetrics
 from tollgate.observability.recorder import MetricsRecorder, StateReadings
 from tollgate.observability.tracing import Tracing, wanted
@@ -126,6 +127,17 @@ def build_gateway(
             await asyncio.to_thread(tracer.shutdown)
 
         gateway.closers += (flush_traces,)
+    if config.langfuse.enabled:
+        # FINALIZE after the ledger (it prices the call); a service so its queue is flushed at shutdown.
+        langfuse = LangfuseExporter(config.langfuse)
+        gateway.finalize_policies += (langfuse,)
+        gateway.services += (langfuse,)
+        if config.langfuse.capture_content:
+            # What the provider saw and wrote: last in INSPECT (after PII masking), first in RESPOND and
+            # first among stream filters (before PII placeholders are restored).
+            gateway.inspect_policies += (langfuse,)
+            gateway.respond_policies = (langfuse, *gateway.respond_policies)
+            gateway.stream_filters = (langfuse, *gateway.stream_filters)
     mc = config.metrics
     if mc.enabled:
         # Metrics last in FINALIZE: they see what every other policy recorded (the ledger's cost).

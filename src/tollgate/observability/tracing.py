@@ -210,6 +210,12 @@ def active() -> bool:
     return _CURRENT.get() is not None
 
 
+def current_trace_id() -> str | None:
+    """The current request's trace id (32 hex digits, as in traceparent), or None when it is not traced."""
+    trace = _CURRENT.get()
+    return None if trace is None else f"{trace.root.get_span_context().trace_id:032x}"
+
+
 class Attempt:
     """One provider call's span; ``traceparent`` goes upstream with the call."""
 
