@@ -250,6 +250,9 @@ async def test_traffic_holds_limits_and_budgets_while_a_replica_is_killed_and_re
         )
         outcomes += phase2
         assert victim.proc.wait(5) == -signal.SIGKILL
+        assert any(o.backend == victim.base and o.answered_at < cluster.killed_at for o in phase2), (
+            "the killed replica was serving traffic when it was killed"
+        )
         after_kill = [o for o in phase2 if o.sent_at > cluster.killed_at + 0.05]
         assert after_kill, "traffic went on after the kill"
         assert all(o.status not in (502, None) for o in after_kill), "refused connections go to the next replica"
