@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 import asyncpg
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from tests.e2e.cluster import (
+    CLEAN_ENV,
+    REDIS_URL,
+    Replica,
+    all_ready,
+    create_database,
+    delete_redis_prefix,
+    drop_database,
+    require_backends,
+    start_replica,
+    stop_replicas,
+)
+from tests.e2e.cluster import run_sync as _run
 from tests.fakes.harness import free_port
 from tollgate.core.auth import POSITIVE_TTL, Authenticator
 from tollgate.errors import AuthenticationError
@@ -32,69 +39,18 @@ from tollgate.state.memory import MemoryKeyStore
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
-
-POSTGRES_URL = os.environ.get("TOLLGATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TOLLGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MASTER = "tg-master-distributed-test"
 MODEL = "demo/tollgate-demo"
 RPM = 10
 BURST = 30
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0
 # The bound the fan-out must meet; the TTL fallback would take up to POSITIVE_TTL (5 s).
 FANOUT_BOUND = 1.0
-
-CLEAN_ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "AZURE_", "OLLAMA_", "TOLLGATE_"))
-}
-
-
-def _run(coro: Coroutine[object, object, T]) -> T:
-    """Run ``coro`` on a loop of its own, in a thread: safe from sync fixtures and from inside a test loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _postgres_problem() -> str | None:
-    try:
-        conn = await asyncpg.connect(POSTGRES_URL, timeout=2)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        return f"PostgreSQL at {POSTGRES_URL}: {type(exc).__name__}: {exc}"
-    await conn.close()
-    return None
-
-
-def _redis_problem() -> str | None:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0))
-    try:
-        client.ping()
-    except (redis.exceptions.RedisError, OSError) as exc:
-        return f"Redis at {REDIS_URL}: {type(exc).__name__}: {exc}"
-    finally:
-        client.close()
-    return None
 
 
 @pytest.fixture(scope="module", autouse=True)
 def backends() -> None:
     """Skip the module when PostgreSQL or Redis does not answer, except in CI (``CI`` set), where that fails."""
-    problems = [p for p in (_run(_postgres_problem()), _redis_problem()) if p]
-    if problems:
-        message = "distributed mode needs the real PostgreSQL and Redis; " + "; ".join(problems)
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set, so this cannot be skipped)")
-        pytest.skip(message)
-
-
-@dataclass
-class Replica:
-    name: str
-    base: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+    require_backends("distributed mode")
 
 
 @dataclass
@@ -118,53 +74,7 @@ class Cluster:
 
     def stop(self) -> list[int | None]:
         """SIGTERM every replica still running and wait (bounded): a clean stop flushes the ledger writers."""
-        for r in self.replicas:
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
-        codes: list[int | None] = []
-        for r in self.replicas:
-            try:
-                codes.append(r.proc.wait(STOP_TIMEOUT))
-            except subprocess.TimeoutExpired:
-                r.proc.kill()
-                r.proc.wait(5)
-                codes.append(None)
-        return codes
-
-
-def _start(name: str, config: Path, data_dir: Path) -> Replica:
-    port = free_port()
-    env = {**CLEAN_ENV, "TOLLGATE_MASTER_KEY": MASTER, "TOLLGATE_DATA_DIR": str(data_dir)}
-    log = data_dir.parent / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tollgate", "serve", "--config", str(config), "--port", str(port)],
-            cwd=data_dir.parent,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Replica(name, f"http://127.0.0.1:{port}", proc, log)
-
-
-async def _wait_ready(replica: Replica) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if replica.proc.poll() is not None:
-                break
-            try:
-                async with session.get(replica.base + "/health/ready") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"replica {replica.name} did not become ready:\n{replica.log.read_text()[-3000:]}")
-
-
-async def _all_ready(replicas: list[Replica]) -> None:
-    await asyncio.wait_for(asyncio.gather(*(_wait_ready(r) for r in replicas)), START_TIMEOUT + 5)
+        return stop_replicas(self.replicas)
 
 
 def _write_config(folder: Path, database_url: str, prefix: str) -> Path:
@@ -191,35 +101,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     run = uuid.uuid4().hex[:12]
     database = f"tollgate_dist_{run}"
     prefix = f"tollgate:dist:{run}:"
-    _run(_admin_sql(f'CREATE DATABASE "{database}"'))
-    database_url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
+    database_url = create_database(database)
     folder = tmp_path_factory.mktemp("distributed")
     config = _write_config(folder, database_url, prefix)
     replicas: list[Replica] = []
     try:
         for name in ("a", "b"):
             (folder / name).mkdir()
-            replicas.append(_start(name, config, folder / name))
-        _run(_all_ready(replicas))
+            replicas.append(start_replica(name, config, folder / name, MASTER))
+        _run(all_ready(replicas))
         yield Cluster(config, database_url, replicas)
     finally:
         Cluster(config, database_url, replicas).stop()
-        _run(_admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            left = list(client.scan_iter(match=prefix + "*", count=1000))
-            if left:
-                client.delete(*left)
-        finally:
-            client.close()
-
-
-async def _admin_sql(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+        drop_database(database)
+        delete_redis_prefix(prefix)
 
 
 async def _admin(
