@@ -410,7 +410,7 @@ def run_workers(
     return supervisor.stop()
 
 
-_WORKER_SPOOL = re.compile(r"ledger-spool-w(\d+)\.jsonl(\.replaying)?")
+_WORKER_SPOOL = re.compile(r"ledger-spool-w(\d+)\.jsonl(\.replaying|\.journal-\d+)?")
 
 
 def adopt_worker_spools(data_dir: Path, workers: int) -> int:

@@ -349,3 +349,47 @@ async def test_a_full_queue_spills_to_the_spool_and_stop_flushes_everything(tmp_
     await policy.start()
     await policy.stop()
     assert len(await store.rows_for_request("late")) == 1
+
+
+async def test_rows_of_a_killed_process_are_recovered_from_the_journal_exactly_once(tmp_path: Path) -> None:
+    store = MemoryLedgerStore()
+    spool = tmp_path / "spool.jsonl"
+    # A writer that would not write for an hour: rows stay queued in memory, as in the 200 ms between passes.
+    killed = LedgerPolicy(store, PriceBook(), spool, flush_interval=3600)
+    await killed.start()
+    for i in range(10):
+        killed.on_finalize(_ctx(f"early-{i}"))
+    await killed.flush()  # written; their journal segment is released
+    for i in range(20):
+        killed.on_finalize(_ctx(f"late-{i}"))
+    assert killed.queued == 20 and killed.journal is not None
+    assert len(killed.journal.segments()) == 1
+    # Five of them reached the database just before the kill (a batch committed, its segment not yet released).
+    await store.write_batch(list(killed._queue)[:5])
+    # The kill: the writer dies with its queue; only the files survive.
+    assert killed._task is not None
+    killed._task.cancel()
+    killed.journal.close()
+
+    restarted = LedgerPolicy(store, PriceBook(), spool)
+    await restarted.start()
+    await restarted.stop()
+    for rid in [f"early-{i}" for i in range(10)] + [f"late-{i}" for i in range(20)]:
+        assert len(await store.rows_for_request(rid)) == 1, rid
+    assert restarted.journal is not None and restarted.journal.segments() == []
+    assert not restarted.spool.pending()
+
+
+async def test_the_journal_is_released_as_batches_are_written(tmp_path: Path) -> None:
+    store = MemoryLedgerStore()
+    policy = LedgerPolicy(store, PriceBook(), tmp_path / "spool.jsonl", flush_interval=3600)
+    await policy.start()
+    assert policy.journal is not None
+    for i in range(3):
+        policy.on_finalize(_ctx(f"j-{i}"))
+    (segment,) = policy.journal.segments()
+    assert segment.read_bytes().count(b"\n") == 3  # on disk before any database write
+    await policy.flush()
+    assert [p.name for p in policy.journal.segments()] != [segment.name]  # released; a fresh one is open
+    await policy.stop()
+    assert policy.journal.segments() == []

@@ -24,6 +24,7 @@ from pathlib import Path
 from tollgate.context import RequestContext
 from tollgate.pricing import NANOS_PER_USD, PriceBook
 from tollgate.state.ledger import LedgerRow, LedgerStore, clean_tags
+from tollgate.state.ledger_journal import LedgerJournal
 from tollgate.state.ledger_spool import LedgerSpool
 
 log = logging.getLogger("tollgate.ledger")
@@ -51,10 +52,14 @@ class LedgerPolicy:
         retry_max: float = 30.0,
         write_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        journal: bool = True,
     ) -> None:
         self.store = store
         self.prices = prices
         self.spool = LedgerSpool(spool_path)
+        # Every queued row is also on disk at once, so a killed process loses none (state/ledger_journal.py).
+        self.journal = LedgerJournal(spool_path) if journal else None
+        self._journaled = False  # rows journaled since the last seal
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue = max_queue
@@ -88,6 +93,10 @@ class LedgerPolicy:
             # Overload or shutdown: the one case that does disk I/O here, because dropping is worse.
             self._spool_now([row])
             return
+        journal = self.journal
+        if journal is not None and self._running:
+            journal.append(row)  # one write to the page cache: survives a kill of this process
+            self._journaled = True
         self._queue.append(row)
         if len(self._queue) >= self.batch_size and not self._wake_pending:
             self._wake()
@@ -140,6 +149,13 @@ class LedgerPolicy:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
         self._stopped = False
+        if self.journal is not None:
+            # Rows an earlier run journaled but may not have written (it was killed): into the spool, which
+            # the first pass replays (rows the database already has are skipped by id).
+            for left in await asyncio.to_thread(self.journal.open):
+                count = await asyncio.to_thread(self.spool.adopt, left)
+                if count:
+                    log.warning("ledger: %d row(s) recovered from the journal of an earlier run (%s)", count, left.name)
         self._running = True
         self._event.set()  # first pass at once: replay what an earlier run left in the spool
         self._task = asyncio.create_task(self._run(), name="tollgate-ledger-writer")
@@ -159,6 +175,10 @@ class LedgerPolicy:
             await self._drain()
         except OSError:
             log.critical("ledger: %d row(s) could be neither written nor spooled at shutdown", len(self._queue))
+        else:
+            if self.journal is not None:
+                self.journal.close()
+                self.journal.release(self.journal.seal_all())
 
     async def flush(self) -> None:
         """Write everything queued now and replay the spool if the database answers (tests, admin)."""
@@ -192,7 +212,15 @@ class LedgerPolicy:
         # One drain at a time (the writer, flush() and stop() may overlap): two replays of one spool
         # file would be harmless for the ledger, but one could delete a file the other just took.
         async with self._drain_lock:
+            journal = self.journal
+            sealed = 0
+            if journal is not None and self._journaled:
+                # Rows journaled from here on go to a new segment; the sealed ones are all queued now.
+                self._journaled = False
+                sealed = await asyncio.to_thread(journal.seal)
             await self._drain_locked()
+            if sealed:  # every row of the sealed segments is in the database or the spool now
+                await asyncio.to_thread(journal.release, sealed)  # type: ignore[union-attr]
 
     async def _drain_locked(self) -> None:
         """Replay the spool when due, then write the queue batch by batch. While the database is
