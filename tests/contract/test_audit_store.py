@@ -94,3 +94,25 @@ async def test_snapshot_fields_and_combined_filters(audit: AuditStore) -> None:
 def test_field_names_are_checked() -> None:
     with pytest.raises(ValueError, match="not a field name"):
         AuditQuery(fields=(("team_id') OR 1=1 --", "x"),))
+
+
+async def test_append_many_is_one_idempotent_batch(audit: AuditStore) -> None:
+    made = [
+        new_audit_record(
+            actor_key_id="k1",
+            actor_role="user",
+            action="guardrail.mask",
+            target_type="request",
+            target_id=f"req_{i}",
+            before=None,
+            after={"guardrail": "pii", "rules": ["EMAIL"], "count": i},
+            request_id=f"req_{i}",
+            at=3000.0 + i,
+        )
+        for i in range(3)
+    ]
+    await audit.append_many([])
+    await audit.append_many(made[:2])
+    # Written again after a lost acknowledgement: one copy of each, and the new one added.
+    await audit.append_many(made)
+    assert await audit.query(AuditQuery()) == made[::-1]

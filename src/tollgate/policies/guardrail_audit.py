@@ -2,9 +2,10 @@
 
 ``on_finalize`` turns each ``GuardrailDecision`` the guards left in the request context into an
 ``AuditRecord`` (action ``guardrail.<action>``, target the request) and appends it to an in-memory queue:
-no I/O, no await. The writer (a gateway service) writes the queue every ``flush_interval`` seconds, or as
-soon as ``batch_size`` records wait; ``stop()`` writes what is left. A record holds what the guard did
-(guard, rules or entity types, count, phase, a SHA-256 of the inspected texts) and who asked, never the text.
+no I/O, no await. The writer (a gateway service) writes the queue in batches (one transaction each) every
+``flush_interval`` seconds, or as soon as ``batch_size`` records wait; ``stop()`` writes what is left. A
+record holds what the guard did (guard, rules or entity types, count, phase, a SHA-256 of the inspected
+texts) and who asked, never the text.
 
 The queue is bounded: while the database does not answer, the writer backs off and keeps the queue; a
 record that finds the queue full is dropped and counted (``dropped``, exported as
@@ -162,12 +163,14 @@ class GuardrailAuditPolicy:
                 log.exception("guardrail audit writer pass failed")
 
     async def _drain(self, *, final: bool = False) -> None:
+        """Write the queue batch by batch, oldest first; on a failure keep the batch (or, at shutdown, count
+        what is left as dropped) and back off. Batches are idempotent, so one written twice is recorded once."""
         async with self._lock:
             queue = self._queue
             while queue:
-                record = queue[0]
+                batch = [queue[i] for i in range(min(self.batch_size, len(queue)))]
                 try:
-                    await asyncio.wait_for(self.store.append(record), timeout=self._write_timeout)
+                    await asyncio.wait_for(self.store.append_many(batch), timeout=self._write_timeout)
                 except Exception as exc:
                     self.failures += 1
                     if final:
@@ -178,6 +181,7 @@ class GuardrailAuditPolicy:
                     self._backoff = min(self._retry_max, max(self._retry_min, self._backoff * 2))
                     log.warning("guardrail audit write failed (%s); retrying in %.1fs", exc, self._backoff)
                     return
-                queue.popleft()
-                self.written += 1
+                for _ in batch:
+                    queue.popleft()
+                self.written += len(batch)
                 self._backoff = 0.0

@@ -169,6 +169,11 @@ class AuditQuery:
 class AuditStore(Protocol):
     async def append(self, record: AuditRecord) -> None: ...
 
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        """Write a batch in one transaction, all or nothing. Idempotent per record id: a batch written again
+        (after a lost acknowledgement) leaves one copy of each record."""
+        ...
+
     async def query(self, query: AuditQuery) -> list[AuditRecord]: ...
 
 
@@ -178,6 +183,10 @@ class MemoryAuditStore:
 
     async def append(self, record: AuditRecord) -> None:
         self.records.append(record)
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        known = {r.id for r in self.records}
+        self.records.extend(r for r in records if r.id not in known)
 
     async def query(self, query: AuditQuery) -> list[AuditRecord]:
         found = [r for r in self.records if query.matches(r)]

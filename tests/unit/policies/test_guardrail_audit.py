@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from tollgate.context import GuardrailDecision, Principal, RequestContext
 from tollgate.policies.guardrail_audit import GuardrailAuditPolicy
@@ -17,10 +18,10 @@ class FlakyStore(MemoryAuditStore):
 
     down = False
 
-    async def append(self, record: AuditRecord) -> None:
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
         if self.down:
             raise ConnectionError("database unavailable")
-        await super().append(record)
+        await super().append_many(records)
 
 
 def _ctx(*decisions: GuardrailDecision, request_id: str = "req-1") -> RequestContext:
