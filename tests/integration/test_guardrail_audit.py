@@ -116,6 +116,15 @@ def test_a_masked_request_is_counted_and_audited_without_the_value(gw: RunningGa
     assert ev["model"] == "openai/gpt-4o-mini" and ev["actor"] == {"key_id": "master", "role": "admin"}
     # The hash of what the guard inspected (every text, joined by newlines), not of the value alone.
     assert ev["payload_hash"] == hashlib.sha256(f"be brief\n{MASKED_PROMPT}".encode()).hexdigest()
+    # The same decision in the audit log itself: /admin/audit filters by action pattern.
+    audit_url = gw.base_url + "/admin/audit"
+    mine = _get(audit_url, params={"action": "guardrail.*", "target": request_id}, headers=gw.auth()).json()["data"]
+    assert [(r["action"], r["target"], r["actor"]["key_id"]) for r in mine] == [
+        ("guardrail.mask", {"type": "request", "id": request_id}, "master")
+    ]
+    assert mine[0]["after"]["payload_hash"] == ev["payload_hash"]
+    admin_only = _get(audit_url, params={"exclude_action": "guardrail.*"}, headers=gw.auth()).json()["data"]
+    assert all(not r["action"].startswith("guardrail.") for r in admin_only)
     everything = _get(gw.base_url + "/admin/guardrails/events", headers=gw.auth()).text
     audit = _get(gw.base_url + "/admin/audit", headers=gw.auth()).text
     for text in (everything, audit, metrics):
