@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -205,3 +206,22 @@ def test_who_may_read_guardrail_events(gw: RunningGateway) -> None:
         bad = _get(url, params=params, headers=gw.auth())
         assert bad.status_code == 400, params
         assert bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_streams_and_the_anthropic_front_door_are_recorded_too(gw: RunningGateway) -> None:
+    with _client(gw).chat.completions.with_streaming_response.create(
+        model="demo/tollgate-demo", messages=[{"role": "user", "content": MASKED_PROMPT}], stream=True
+    ) as streamed:
+        request_id = streamed.headers["x-request-id"]
+        assert any(chunk.choices for chunk in streamed.parse())
+    [ev] = _events(gw, request_id)
+    assert (ev["guardrail"], ev["action"], ev["rules"], ev["model"]) == ("pii", "mask", ["EMAIL"], "demo/tollgate-demo")
+
+    claude = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.master_key, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        claude.messages.create(
+            model="demo/tollgate-demo", max_tokens=50, messages=[{"role": "user", "content": ATTACK}]
+        )
+    [ev] = _events(gw, refused.value.response.headers["x-request-id"])
+    assert (ev["guardrail"], ev["action"], ev["endpoint"], ev["status"]) == ("injection", "block", "messages", 403)
+    assert ev["payload_hash"] == hashlib.sha256(ATTACK.encode()).hexdigest()
