@@ -551,17 +551,17 @@ async function guardrailsPage() {
     kpi('Masked', fmt.int(count((e) => ['mask', 'redact', 'hash'].includes(e.action))), 'PII masked, redacted or hashed', { 'data-kpi': 'masked' }),
     kpi('Flagged', fmt.int(count((e) => e.action === 'flag')), 'let through, marked', { 'data-kpi': 'flagged' }));
   const cols = [
-    { label: 'When', cell: (e) => { const [day, time] = fmt.time(e.at).split(' ');
-      return h('div', { title: fmt.time(e.at) }, h('div', {}, day), h('div', { class: 'muted small' }, `${time} UTC`)); } },
+    { label: 'When (UTC)', cell: (e) => { const [day, time] = fmt.time(e.at).split(' ');
+      return h('div', { title: fmt.time(e.at) }, h('div', { class: 'nowrap' }, day), h('div', { class: 'muted small' }, time)); } },
     { label: 'Guard', cell: (e) => e.guardrail },
-    { label: 'Action', cell: (e) => badge(e.action, actionKind(e.action)) },
+    { label: 'Action', cell: (e) => h('div', {}, badge(e.action, actionKind(e.action)),
+      h('div', { class: 'muted small nowrap', title: 'HTTP status the client got' }, `HTTP ${e.status ?? '–'}`)) },
     { label: 'Rules', cell: (e) => h('div', {}, ...e.rules.map((r) => h('div', {}, h('code', {}, r)))) },
     { label: 'Count', num: true, cell: (e) => fmt.int(e.count) },
     { label: 'Request', cell: (e) => h('div', {}, h('code', {}, e.request_id),
       h('div', { class: 'muted small', title: `SHA-256 of the inspected text: ${e.payload_hash}` }, `sha256 ${(e.payload_hash || '').slice(0, 12)}…`)) },
     { label: 'Team', cell: (e) => e.team_id || '–' },
-    { label: 'Model', cell: (e) => (e.model ? h('code', {}, e.model) : '–') },
-    { label: 'Status', num: true, cell: (e) => String(e.status ?? '–') },
+    { label: 'Model', cell: (e) => e.model || '–' },
   ];
   const list = events.length ? table(cols, events, { caption: 'Guardrail events' })
     : empty('No guardrail events', 'Decisions of the guardrails (PII masked, requests blocked or flagged) appear here once a guard acts.');
