@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -74,6 +75,12 @@ class GuardrailDecision:
     rules: tuple[str, ...]  # rule ids or entity types that fired (e.g. "EMAIL", "inj.override")
     count: int = 1  # how many findings (e.g. values masked)
     payload_hash: str = ""  # sha256 of what was inspected, to correlate without storing it
+
+
+def payload_hash(texts: Iterable[str]) -> str:
+    """The ``payload_hash`` of a decision: SHA-256 (hex) of the inspected texts, in order, joined by a newline.
+    Computed only when a decision is recorded, so a request nothing fires on pays nothing for it."""
+    return hashlib.sha256("\n".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(slots=True)

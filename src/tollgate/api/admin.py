@@ -35,6 +35,9 @@ async def audit_log(call: AdminCall, inp: AdminInput) -> JSONObject:
             actor=query.get("actor") or None,
             target=query.get("target") or None,
             limit=query_int(query, "limit", 1000, MAX_QUERY_LIMIT),
+            # An action, or a prefix ending in '*' (guardrail.* are the guardrail decisions).
+            action=query.get("action") or None,
+            exclude_action=query.get("exclude_action") or None,
         )
     )
     return json_list([r.public() for r in found])

@@ -17,7 +17,7 @@ from functools import cache
 import orjson
 
 import tollgate
-from tollgate.api import admin, admin_cache, admin_overview, admin_spend
+from tollgate.api import admin, admin_cache, admin_guardrails, admin_overview, admin_spend
 from tollgate.api.admin_access import ADMINS
 from tollgate.api.admin_input import LIMIT_CEILINGS, MAX_BUDGET_USD, MAX_EXPIRY_SECONDS
 from tollgate.api.http import JSON_HEADERS, Request, send_bytes
@@ -409,8 +409,31 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             _UNTIL,
             Param("actor", _STR, "The acting key's id."),
             Param("target", _STR, "The target's id."),
+            Param("action", _STR, "Only this action (exact, or a prefix ending in '*', e.g. guardrail.*)."),
+            Param("exclude_action", _STR, "Leave out this action (exact, or a prefix ending in '*')."),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_LIMIT, "default": 1000}),
         ),
+    ),
+    ("GET", "/admin/guardrails/events"): Op(
+        "Guardrail decisions (newest first)",
+        "Audit",
+        {
+            "type": "object",
+            "properties": {"object": {"type": "string"}, "data": {"type": "array", "items": {"type": "object"}}},
+        },
+        roles=admin_guardrails.EVENT_READERS,
+        query=(
+            Param("guardrail", _STR, "Only this guard (pii, injection, code, ...)."),
+            Param("action", _STR, "Only this action (mask, redact, hash, block, flag, ...)."),
+            Param("team", _STR, "Only this team's requests (a team_admin always sees its own team only)."),
+            Param("request_id", _STR, "Only this request's decisions."),
+            _SINCE,
+            _UNTIL,
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_LIMIT}),
+            Param("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+        ),
+        description="Each decision: guard, action, rules or entity types, count, phase, payload hash (never the "
+        "text), request id, team, model, status.",
     ),
     # --- reports, cache, config, routing ---
     ("GET", "/admin/spend"): Op(

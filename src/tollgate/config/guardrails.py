@@ -167,6 +167,25 @@ class CodeGuardConfig(BaseModel):
     disabled_rules: tuple[str, ...] = Field((), description="Ids of code rules (code.*) to switch off.")
 
 
+class GuardrailAuditConfig(BaseModel):
+    """The audit records of guardrail decisions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True,
+        description="Write one audit record per guardrail decision (masked, blocked, flagged): which guard, rules "
+        "or entity types, counts and a SHA-256 of the inspected text, never the text.",
+    )
+    max_queue: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Records waiting to be written at most; while the database does not answer, records past "
+        'this are dropped and counted (tollgate_guardrail_audit_records_total{outcome="dropped"}).',
+    )
+
+
 class GuardrailsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -180,4 +199,8 @@ class GuardrailsConfig(BaseModel):
     code: CodeGuardConfig = Field(
         default_factory=CodeGuardConfig,
         description="Code/SQL/shell injection and dangerous-command screening of user messages (INSPECT phase).",
+    )
+    audit: GuardrailAuditConfig = Field(
+        default_factory=GuardrailAuditConfig,
+        description="Audit records of guardrail decisions (GET /admin/guardrails/events).",
     )

@@ -19,6 +19,7 @@ from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.cache import CachePolicy
+from tollgate.policies.guardrail_audit import GuardrailAuditPolicy
 from tollgate.policies.injection import CodeGuardPolicy, InjectionPolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
@@ -80,10 +81,16 @@ def build_gateway(
         code = CodeGuardPolicy(config.guardrails.code)
         gateway.inspect_policies += (code,)
         gateway.finalize_policies += (code,)
+    guard_audit: GuardrailAuditPolicy | None = None
+    if config.guardrails.audit.enabled:  # one audit record per decision any guard left in the context
+        guard_audit = GuardrailAuditPolicy(storage.audit, max_queue=config.guardrails.audit.max_queue)
+        gateway.finalize_policies += (guard_audit,)
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
     gateway.services = (bus, ledger, rate_limits, budgets)
+    if guard_audit is not None:
+        gateway.services += (guard_audit,)
     gateway.closers = (counters.close,)
     cc = config.cache
     # The exact cache shares the counters' Redis unless it names its own store (docs/caching.md).
@@ -149,6 +156,8 @@ def build_gateway(
             rate_limit_store_fallbacks=lambda: int(getattr(counters, "fallbacks", 0)),  # Redis store only
             rate_limit_store_errors=lambda: int(getattr(counters, "errors", 0)),
             rate_limit_unavailable=lambda: rate_limits.unavailable,
+            guardrail_audit_written=(lambda: guard_audit.written) if guard_audit is not None else None,
+            guardrail_audit_dropped=(lambda: guard_audit.dropped) if guard_audit is not None else None,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

@@ -187,7 +187,9 @@ class GatewayMetrics:
         )
         self.guardrail_decisions = self._counter(
             "tollgate_guardrail_decisions",
-            "Guardrail decisions, by guardrail, rule, phase (input, output) and action (allow, block, mask, flag).",
+            "Guardrail decisions, one per decision and rule (rule id or entity type) that fired, by guardrail, "
+            "phase (input, output) and action (mask, redact, hash, block, flag). Requests a guard let through "
+            "untouched are not counted here.",
             ("guardrail", "rule", "phase", "action", *tenant),
         )
 
@@ -213,6 +215,12 @@ class GatewayMetrics:
         self.rate_limit_store_errors = self._counter(
             "tollgate_rate_limit_store_errors",
             "Calls to the rate-limit store (Redis) that failed because it was unreachable.",
+        )
+        self.guardrail_audit_records = self._counter(
+            "tollgate_guardrail_audit_records",
+            "Audit records of guardrail decisions by outcome: written (to the audit log) or dropped (the "
+            "writer's queue was full because the database did not answer).",
+            ("outcome",),
         )
         self.rate_limit_unavailable = self._counter(
             "tollgate_rate_limit_unavailable",

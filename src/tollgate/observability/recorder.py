@@ -39,6 +39,8 @@ class StateReadings:
     rate_limit_store_fallbacks: Reading | None = None
     rate_limit_store_errors: Reading | None = None
     rate_limit_unavailable: Reading | None = None
+    guardrail_audit_written: Reading | None = None
+    guardrail_audit_dropped: Reading | None = None
 
 
 class MetricsRecorder:
@@ -75,6 +77,8 @@ class MetricsRecorder:
                 (r.rate_limit_store_fallbacks, m.rate_limit_store_fallbacks),
                 (r.rate_limit_store_errors, m.rate_limit_store_errors),
                 (r.rate_limit_unavailable, m.rate_limit_unavailable),
+                (r.guardrail_audit_written, m.guardrail_audit_records.labels("written")),
+                (r.guardrail_audit_dropped, m.guardrail_audit_records.labels("dropped")),
             )
             if read is not None
         ]
@@ -142,6 +146,11 @@ class MetricsRecorder:
             m.retries.labels(endpoint, model, provider, *tenant).inc(ctx.attempts - 1)
         if ctx.fallback:
             m.fallbacks.labels(endpoint, model, provider, *tenant).inc()
+        # One increment per decision and rule that fired (rule ids and entity types come from fixed sets or
+        # the config). ``allow`` is not counted: it is the requests minus the decisions (docs/guardrails.md).
+        for d in ctx.guardrail_decisions:
+            for rule in d.rules:
+                m.guardrail_decisions.labels(d.guardrail, rule, d.phase, d.action, *tenant).inc()
         if ctx.config_version != self._config_version:
             self._set_config_version(ctx.config_version)
         if now >= self._next_sample:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tollgate.config.guardrails import CodeGuardConfig, InjectionGuardConfig, InjectionSourceConfig
-from tollgate.context import RequestContext
+from tollgate.context import GuardrailDecision, RequestContext, payload_hash
 from tollgate.errors import PermissionDeniedError
 from tollgate.guardrails.injection import CODE_RULES, DEFAULT_RULES, InjectionDetector, Rule, Verdict
 from tollgate.types import JSONObject, JSONValue
@@ -140,6 +140,7 @@ class InjectionPolicy:
         if decision is None:
             return req_body
         rules = ",".join(decision.rules)
+        _decided(ctx, "injection", decision, (t for s, _, t in screened_texts(req_body) if s in self.sources))
         if decision.action == "block":
             self.blocked += 1
             finding = decision.findings[-1]
@@ -197,6 +198,7 @@ class CodeGuardPolicy:
         if decision is None:
             return req_body
         rules = ",".join(decision.rules)
+        _decided(ctx, "code", decision, (t for s, _, t in screened_texts(req_body) if s == "direct"))
         if decision.action == "block":
             self.blocked += 1
             _record(ctx, decision, "code")
@@ -215,6 +217,15 @@ class CodeGuardPolicy:
         decision = self._decisions.pop(id(ctx), None)
         if decision is not None:
             _record(ctx, decision, "code")
+
+
+def _decided(ctx: RequestContext, guardrail: str, decision: InjectionDecision, texts: Iterator[str]) -> None:
+    """Leave the decision in the request context (for metrics and the audit log), before a block raises."""
+    ctx.guardrail_decisions.append(
+        GuardrailDecision(
+            guardrail, decision.action, "input", decision.rules, len(decision.findings), payload_hash(texts)
+        )
+    )
 
 
 def _record(ctx: RequestContext, decision: InjectionDecision, guardrail: str = "injection") -> None:

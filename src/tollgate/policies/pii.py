@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tollgate.config.guardrails import ENTITY_TYPES, Action, EntityType, PIIGuardConfig
-from tollgate.context import RequestContext
+from tollgate.context import GuardrailDecision, RequestContext, payload_hash
 from tollgate.errors import PermissionDeniedError
 from tollgate.guardrails.masking import MaskSession, PlaceholderRestorer
 from tollgate.guardrails.pii import Match, PIIDetector
@@ -151,12 +151,17 @@ class PIIPolicy:
     def new_session(self) -> MaskSession:
         return MaskSession(self.actions, salt=self._salt, reversible=self.config.reversible)
 
-    def inspect_body(self, body: JSONObject) -> PIIInspection:
-        """Masked copy and summary of ``body``; raises ``PermissionDeniedError`` if a blocked type occurs."""
+    def inspect_body(self, body: JSONObject, decisions: list[GuardrailDecision] | None = None) -> PIIInspection:
+        """Masked copy and summary of ``body``; raises ``PermissionDeniedError`` if a blocked type occurs.
+
+        With ``decisions``, what was done is appended to it (before the error, for a block): one ``block``
+        decision naming the blocked types, or one decision per masked, redacted or hashed type with its count."""
         found: list[list[Match]] = []
+        texts: list[str] = []
         find = self.detector.find
 
         def collect(text: str) -> str:
+            texts.append(text)
             found.append(find(text))
             return text
 
@@ -166,6 +171,9 @@ class PIIPolicy:
             return PIIInspection(body, PIISummary(), session)
         blocked = sorted({m.entity for ms in found for m in ms if m.entity in self.blocking})
         if blocked:
+            if decisions is not None:
+                n = sum(1 for ms in found for m in ms if m.entity in self.blocking)
+                decisions.append(GuardrailDecision("pii", "block", "input", tuple(blocked), n, payload_hash(texts)))
             raise PermissionDeniedError(
                 "The request was blocked because it contains sensitive data of these types: "
                 f"{', '.join(blocked)}. Remove it (or ask your administrator to mask it) and try again.",
@@ -183,11 +191,16 @@ class PIIPolicy:
         masked = map_texts(body, rewrite)
         counts = tuple(sorted(session.counts.items()))
         summary = PIISummary(counts, tuple((e, self.actions[e]) for e, _ in counts))
+        if decisions is not None and counts:
+            digest = payload_hash(texts)
+            decisions.extend(
+                GuardrailDecision("pii", self.actions[e], "input", (e,), n, digest) for e, n in counts if n
+            )
         return PIIInspection(masked, summary, session)
 
     async def inspect(self, ctx: RequestContext, req_body: JSONObject) -> JSONObject:
         """INSPECT phase: the body to send on (a masked copy, or the same object when nothing was found)."""
-        inspection = self.inspect_body(req_body)
+        inspection = self.inspect_body(req_body, ctx.guardrail_decisions)
         if inspection.summary.counts:
             self._inspections[id(ctx)] = inspection
         return inspection.body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -85,28 +86,62 @@ def new_audit_record(
     )
 
 
+_FIELD = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+
+
+def _like(prefix: str) -> str:
+    """A ``LIKE`` pattern (``ESCAPE '\\'``) matching the strings that start with ``prefix``."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    return action.startswith(pattern[:-1]) if pattern.endswith("*") else action == pattern
+
+
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    """Filters of ``GET /admin/audit``; ``actor`` is a key id, ``target`` an entity id. Newest first."""
+    """Filters of ``GET /admin/audit`` and ``GET /admin/guardrails/events``. Newest first.
+
+    ``actor`` is a key id, ``target`` an entity id. ``action`` is an action (``key.rotate``) or, ending in
+    ``*``, a prefix (``guardrail.*``); ``exclude_action`` leaves such records out. ``fields`` are
+    ``(name, value)`` pairs the ``after`` snapshot must hold as strings (``("team_id", "payments")``)."""
 
     since: float | None = None
     until: float | None = None
     actor: str | None = None
     target: str | None = None
     limit: int = 1000
+    action: str | None = None
+    exclude_action: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, _ in self.fields:
+            if not _FIELD.fullmatch(name):
+                raise ValueError(f"not a field name of an audit snapshot: {name!r}")
 
     def matches(self, r: AuditRecord) -> bool:
+        after = r.after or {}
         return (
             (self.since is None or r.at >= self.since)
             and (self.until is None or r.at < self.until)
             and (self.actor is None or r.actor_key_id == self.actor)
             and (self.target is None or r.target_id == self.target)
+            and (self.action is None or _action_matches(self.action, r.action))
+            and (self.exclude_action is None or not _action_matches(self.exclude_action, r.action))
+            and all(after.get(name) == value for name, value in self.fields)
         )
 
     def where(self, placeholder: str = "?") -> tuple[str, list[JSONValue]]:
-        """A SQL ``WHERE`` clause and its arguments; ``placeholder`` is ``?`` or ``$`` (numbered, PostgreSQL)."""
+        """A SQL ``WHERE`` clause and its arguments; ``placeholder`` is ``?`` (SQLite) or ``$`` (numbered,
+        PostgreSQL). Snapshots are JSON text in both: ``json_extract`` in SQLite, ``::jsonb ->>`` in PostgreSQL."""
         clauses: list[str] = []
         args: list[JSONValue] = []
+
+        def arg(value: JSONValue) -> str:
+            args.append(value)
+            return "?" if placeholder == "?" else f"${len(args)}"
+
         for column, op, value in (
             ("at", ">=", self.since),
             ("at", "<", self.until),
@@ -114,13 +149,30 @@ class AuditQuery:
             ("target_id", "=", self.target),
         ):
             if value is not None:
-                args.append(value)
-                clauses.append(f"{column} {op} {'?' if placeholder == '?' else f'${len(args)}'}")
+                clauses.append(f"{column} {op} {arg(value)}")
+        for pattern, negate in ((self.action, False), (self.exclude_action, True)):
+            if pattern is None:
+                continue
+            if pattern.endswith("*"):
+                test = f"action LIKE {arg(_like(pattern[:-1]))} ESCAPE '\\'"
+            else:
+                test = f"action = {arg(pattern)}"
+            clauses.append(f"NOT ({test})" if negate else test)
+        for name, value in self.fields:
+            if placeholder == "?":
+                clauses.append(f"json_extract(after_state, {arg('$.' + name)}) = {arg(value)}")
+            else:
+                clauses.append(f"(after_state::jsonb ->> {arg(name)}) = {arg(value)}")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 class AuditStore(Protocol):
     async def append(self, record: AuditRecord) -> None: ...
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        """Write a batch in one transaction, all or nothing. Idempotent per record id: a batch written again
+        (after a lost acknowledgement) leaves one copy of each record."""
+        ...
 
     async def query(self, query: AuditQuery) -> list[AuditRecord]: ...
 
@@ -131,6 +183,10 @@ class MemoryAuditStore:
 
     async def append(self, record: AuditRecord) -> None:
         self.records.append(record)
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        known = {r.id for r in self.records}
+        self.records.extend(r for r in records if r.id not in known)
 
     async def query(self, query: AuditQuery) -> list[AuditRecord]:
         found = [r for r in self.records if query.matches(r)]

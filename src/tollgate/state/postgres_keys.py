@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Generic
 
 import asyncpg
@@ -234,6 +235,15 @@ class PostgresAuditStore:
             _json(row[7]),
             _json(row[8]),
             row[9],
+        )
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        rows = [(*row[:7], _json(row[7]), _json(row[8]), row[9]) for row in map(audit_row, records)]
+        if not rows:
+            return
+        # executemany runs in one transaction: all or nothing.
+        await (await self._db.pool()).executemany(
+            f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({_marks(10)}) ON CONFLICT (id) DO NOTHING", rows
         )
 
     async def query(self, query: AuditQuery) -> list[AuditRecord]:

@@ -263,12 +263,32 @@ class SQLiteAuditStore:
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
 
-    async def append(self, record: AuditRecord) -> None:
+    @staticmethod
+    def _values(record: AuditRecord) -> tuple[JSONValue, ...]:
         row = audit_row(record)
-        values = (*row[:7], _json_text(row[7]), _json_text(row[8]), row[9])
+        return (*row[:7], _json_text(row[7]), _json_text(row[8]), row[9])
+
+    async def append(self, record: AuditRecord) -> None:
+        values = self._values(record)
         await self._db.run(
             lambda c: c.execute(f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({_marks(10)})", values)
         )
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        rows = [self._values(r) for r in records]
+        if not rows:
+            return
+
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(f"INSERT OR IGNORE INTO audit_log ({AUDIT_COLUMNS}) VALUES ({_marks(10)})", rows)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+        await self._db.run(tx)
 
     async def query(self, query: AuditQuery) -> list[AuditRecord]:
         where, args = query.where("?")

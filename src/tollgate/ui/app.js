@@ -504,12 +504,80 @@ async function cachePage() {
 
 // ---- guardrails ----------------------------------------------------------------------------------------
 
+const guardState = { guardrail: '', action: '', team: '', since: '', limit: '200' };
+const GUARD_ACTIONS = [['', 'Any action'], ['block', 'block'], ['flag', 'flag'], ['mask', 'mask'], ['redact', 'redact'], ['hash', 'hash']];
+const actionKind = (a) => (a === 'block' ? 'bad' : a === 'flag' ? 'warn' : 'good');
+
+function guardQuery(extra = {}) {
+  const st = guardState;
+  const q = new URLSearchParams({ limit: st.limit, ...extra });
+  for (const k of ['guardrail', 'action', 'team']) if (st[k]) q.set(k, st[k]);
+  if (st.since) q.set('since', `${st.since}T00:00:00Z`);
+  return q;
+}
+
+async function exportGuardCsv() {
+  const res = await request(`/admin/guardrails/events?${guardQuery({ format: 'csv' })}`);
+  const url = URL.createObjectURL(await res.blob());
+  const a = h('a', { href: url, download: 'guardrail-events.csv' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 5000);
+}
+
 async function guardrailsPage() {
-  return panel('Guardrail events', h('div', { class: 'empty', id: 'guardrails-unavailable' },
-    h('h2', {}, 'Not available yet'),
-    h('p', {}, 'Guardrails are enforced on every request (PII and secrets are masked, or the request is refused with 403 ',
-      h('code', {}, 'sensitive_data_blocked'), '), but their decisions are not recorded anywhere the admin API can read yet.'),
-    h('p', {}, 'Until they are, blocked requests show up as errors on the overview and in the spend report\u2019s error counts.')));
+  const st = guardState;
+  actions(h('button', { type: 'button', class: 'btn', id: 'export-guard-csv',
+    onclick: () => exportGuardCsv().catch((e) => notify(e.message, 'bad')) }, 'Export CSV'));
+  const log = await api(`/admin/guardrails/events?${guardQuery()}`);
+  const events = log.data;
+  const guards = [...new Set(['pii', 'injection', 'code', ...events.map((e) => e.guardrail), st.guardrail].filter(Boolean))];
+  const guard = select('guardrail', [['', 'Any guard'], ...guards.map((g) => [g, g])], st.guardrail);
+  const action = select('action', GUARD_ACTIONS, st.action);
+  const team = h('input', { name: 'team', value: st.team, placeholder: 'team id' });
+  const since = h('input', { type: 'date', name: 'since', value: st.since, max: isoDay(new Date()) });
+  const limit = select('limit', [['50', '50'], ['200', '200'], ['1000', '1000']], st.limit);
+  const form = h('form', { class: 'form-row', onsubmit: (e) => {
+    e.preventDefault();
+    Object.assign(st, { guardrail: guard.value, action: action.value, team: team.value.trim(), since: since.value, limit: limit.value });
+    rerender();
+  } }, field('Guard', guard), field('Action', action), field('Team', team), field('Since (UTC)', since), field('Show', limit),
+  h('div', { class: 'field' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Filter')));
+  const count = (pred) => events.filter(pred).length;
+  const kpis = h('div', { class: 'kpis' },
+    kpi('Events', fmt.int(events.length), events.length >= Number(st.limit) ? `the newest ${st.limit}` : 'matching the filters', { 'data-kpi': 'events' }),
+    kpi('Blocked', fmt.int(count((e) => e.action === 'block')), 'requests refused with 403', { 'data-kpi': 'blocked' }),
+    kpi('Masked', fmt.int(count((e) => ['mask', 'redact', 'hash'].includes(e.action))), 'PII masked, redacted or hashed', { 'data-kpi': 'masked' }),
+    kpi('Flagged', fmt.int(count((e) => e.action === 'flag')), 'let through, marked', { 'data-kpi': 'flagged' }));
+  const cols = [
+    { label: 'When (UTC)', cell: (e) => { const [day, time] = fmt.time(e.at).split(' ');
+      return h('div', { title: fmt.time(e.at) }, h('div', { class: 'nowrap' }, day), h('div', { class: 'muted small' }, time)); } },
+    { label: 'Guard', cell: (e) => e.guardrail },
+    { label: 'Action', cell: (e) => h('div', {}, badge(e.action, actionKind(e.action)),
+      h('div', { class: 'muted small nowrap', title: 'HTTP status the client got' }, `HTTP ${e.status ?? '–'}`)) },
+    { label: 'Rules', cell: (e) => h('div', {}, ...e.rules.map((r) => h('div', {}, h('code', {}, r)))) },
+    { label: 'Count', num: true, cell: (e) => fmt.int(e.count) },
+    { label: 'Request', cell: (e) => h('div', {}, h('code', {}, e.request_id),
+      h('div', { class: 'muted small', title: `SHA-256 of the inspected text: ${e.payload_hash}` }, `sha256 ${(e.payload_hash || '').slice(0, 12)}…`)) },
+    { label: 'Team', cell: (e) => e.team_id || '–' },
+    { label: 'Model', cell: (e) => e.model || '–' },
+  ];
+  const list = events.length ? table(cols, events, { caption: 'Guardrail events' })
+    : empty('No guardrail events', 'Decisions of the guardrails (PII masked, requests blocked or flagged) appear here once a guard acts.');
+  if (events.length) {
+    for (const [i, tr] of [...list.querySelectorAll('tbody tr')].entries()) {
+      tr.dataset.requestId = events[i].request_id;
+      tr.dataset.action = events[i].action;
+    }
+  }
+  return [
+    kpis,
+    panel('Filter', form),
+    panel('Decisions, newest first', list,
+      h('p', { class: 'muted small' }, 'Each row is one guard\u2019s decision about one request: which rules or entity types fired and how often, ',
+        'and a SHA-256 of the inspected text to correlate it, never the text itself.')),
+  ];
 }
 
 // ---- audit log -----------------------------------------------------------------------------------------
@@ -527,7 +595,8 @@ async function auditPage() {
     rerender();
   } }, field('Actor', actor), field('Target', target), field('Show', limit),
   h('div', { class: 'field' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Filter')));
-  const q = new URLSearchParams({ limit: st.limit });
+  // Guardrail decisions have a page of their own.
+  const q = new URLSearchParams({ limit: st.limit, exclude_action: 'guardrail.*' });
   if (st.actor) q.set('actor', st.actor);
   if (st.target) q.set('target', st.target);
   const log = await api(`/admin/audit?${q}`);
