@@ -181,3 +181,19 @@ async def test_redis_keys_are_namespaced_and_expire(redis_url: str, redis_prefix
 async def test_a_charge_bigger_than_its_limit_waits_a_full_window(counter_store: CounterStore, limit: int) -> None:
     decision = await counter_store.reserve("r1", [Charge("x", 2, limit, MINUTE)])
     assert (decision.allowed, decision.retry_after_ms) == (False, MINUTE)
+
+
+async def test_settle_many_settles_each_reservation_as_settle_would(counter_store: CounterStore) -> None:
+    # Three requests on a rolling counter and a cumulative one, settled in one call.
+    for rid in ("r1", "r2", "r3"):
+        charges = [Charge("tpm:k", 100, 1000, 60_000), Charge("budget:k", 50, 10_000, 0)]
+        assert (await counter_store.reserve(rid, charges)).allowed
+    await counter_store.settle_many(
+        [
+            ("r1", [Settlement("tpm:k", 100, 30, 60_000), Settlement("budget:k", 50, 10, 0)]),
+            ("r2", [Settlement("tpm:k", 100, 0, 60_000)]),
+            ("r3", []),
+        ]
+    )
+    probe = await counter_store.reserve("probe", [Charge("tpm:k", 0, 1000, 60_000), Charge("budget:k", 0, 10_000, 0)])
+    assert [level.used for level in probe.levels] == [30 + 0 + 100, 10 + 50 + 50]

@@ -49,6 +49,9 @@ class CountingStore:
     async def settle(self, rid: str, settlements: Sequence[Settlement]) -> None:
         await self.inner.settle(rid, settlements)
 
+    async def settle_many(self, batch: Sequence[tuple[str, Sequence[Settlement]]]) -> None:
+        await self.inner.settle_many(batch)
+
     async def close(self) -> None:
         await self.inner.close()
 

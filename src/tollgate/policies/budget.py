@@ -48,6 +48,8 @@ from tollgate.wire.openai import Usage
 log = logging.getLogger("tollgate.budget")
 
 MICROS_PER_USD = 1_000_000
+SETTLE_BATCH = 64  # settlements per store call
+ALERT_CONCURRENCY = 4  # alert checks of a batch in flight at once
 # Counters outlive their period by this much, so a request that started before midnight still settles
 # against the period it reserved in.
 _TTL_MARGIN_MS = 86_400_000
@@ -368,18 +370,32 @@ class BudgetPolicy:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="budget-settle")
 
     async def _drain(self) -> None:
+        # Everything queued is settled in one store call (one round trip on Redis); the alert checks of the
+        # batch then run side by side.
         queue = self._queue
         while True:
-            rid, settlements, lines, actual = await queue.get()
+            batch = [await queue.get()]
+            while len(batch) < SETTLE_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                if any(s.actual != s.reserved for s in settlements):
-                    await self.store.settle(rid, settlements)
-                if self.alerts is not None and lines and actual > 0:
-                    await self.alerts.observe(rid, lines, actual)
-            except Exception:  # one bad settlement must not stop the others
+                changed = [(rid, st) for rid, st, _, _ in batch if any(s.actual != s.reserved for s in st)]
+                if changed:
+                    await self.store.settle_many(changed)
+                alerts = self.alerts
+                if alerts is not None:
+                    due = [(rid, lines, actual) for rid, _, lines, actual in batch if lines and actual > 0]
+                    # A few side by side: enough to overlap round trips, too few to take the connections
+                    # that admission needs.
+                    for start in range(0, len(due), ALERT_CONCURRENCY):
+                        checks = [alerts.observe(*item) for item in due[start : start + ALERT_CONCURRENCY]]
+                        for outcome in await asyncio.gather(*checks, return_exceptions=True):
+                            if isinstance(outcome, Exception):
+                                log.error("budget alert check failed: %s", outcome)
+            except Exception:  # one bad batch must not stop the others
                 log.exception("budget settlement failed")
             finally:
-                queue.task_done()
+                for _ in batch:
+                    queue.task_done()
 
 
 class BudgetStreamFilter:

@@ -38,6 +38,8 @@ log = logging.getLogger("tollgate.ratelimit")
 
 Kind = Literal["rpm", "tpm", "input_tpm", "output_tpm", "max_parallel"]
 
+SETTLE_BATCH = 256  # settlements per store call
+
 _SCOPE_WORDS: dict[Scope, str] = {"key": "API key", "user": "user", "team": "team", "org": "organization"}
 
 
@@ -232,15 +234,20 @@ class RateLimitPolicy:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="rate-limit-settle")
 
     async def _drain(self) -> None:
+        # Everything queued goes in one store call (one round trip on Redis), so settling keeps up with
+        # admission however busy the event loop is.
         queue = self._queue
         while True:
-            rid, settlements = await queue.get()
+            batch = [await queue.get()]
+            while len(batch) < SETTLE_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                await self.store.settle(rid, settlements)
-            except Exception:  # one bad settlement must not stop the others
+                await self.store.settle_many(batch)
+            except Exception:  # one bad batch must not stop the others
                 log.exception("rate-limit settlement failed")
             finally:
-                queue.task_done()
+                for _ in batch:
+                    queue.task_done()
 
 
 def _headers(items: list[_Item], decision: Decision) -> list[tuple[bytes, bytes]]:

@@ -93,6 +93,11 @@ class CounterStore(Protocol):
         unreachable backend: the entries then expire with their window."""
         ...
 
+    async def settle_many(self, batch: Sequence[tuple[str, Sequence[Settlement]]]) -> None:
+        """``settle`` for several reservations at once (one round trip on Redis): what the background
+        settlement queues use, so settling keeps up with admission under load."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -158,6 +158,10 @@ class MemoryCounterStore:
             elif s.actual > s.reserved:
                 counter.append(rid, now, s.actual - s.reserved)
 
+    async def settle_many(self, batch: Sequence[tuple[str, Sequence[Settlement]]]) -> None:
+        for rid, settlements in batch:
+            await self.settle(rid, settlements)
+
     async def close(self) -> None:
         self._counters.clear()
 

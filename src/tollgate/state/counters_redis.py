@@ -276,6 +276,27 @@ class RedisCounterStore:
         except _UNREACHABLE as exc:
             self._went_down(exc)
 
+    async def settle_many(self, batch: Sequence[tuple[str, Sequence[Settlement]]]) -> None:
+        """All of ``batch`` in one pipelined round trip (each settlement still its own atomic script)."""
+        remote: list[tuple[str, Sequence[Settlement]]] = []
+        for rid, settlements in batch:
+            if rid in self._local:
+                await self.fallback.settle(rid, settlements)
+            elif settlements:
+                remote.append((rid, settlements))
+        if not remote:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for rid, settlements in remote:
+            keys, args = self._keys_and_now(rid, [s.key for s in settlements])
+            for s in settlements:
+                args += (str(s.reserved), str(s.actual), str(s.window_ms), str(s.ttl_ms))
+            await self._settle(keys=keys, args=args, client=pipe)
+        try:
+            await pipe.execute()
+        except _UNREACHABLE as exc:
+            self._went_down(exc)
+
     async def close(self) -> None:
         await self._redis.aclose()
         await self.fallback.close()
