@@ -108,6 +108,10 @@ class RequestContext:
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # What the guardrails did to this request (INSPECT and RESPOND), read in FINALIZE by metrics and audit.
     guardrail_decisions: list[GuardrailDecision] = field(default_factory=list)
+    # Routing (set by DISPATCH): whether the attempt loop ran, and the traffic-split arm the request was
+    # assigned to (the deployment key the split picked; routing/split.py), for metrics and the ledger.
+    routed: bool = False
+    route_arm: str | None = None
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode()), *self.extra_headers]

@@ -13,7 +13,7 @@ from tollgate.core.reload import ConfigWatcher, Reloader
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
 from tollgate.observability.metrics import GatewayMetrics
-from tollgate.observability.recorder import MetricsRecorder, StateReadings
+from tollgate.observability.recorder import MetricsRecorder, RoutingReadings, StateReadings
 from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
@@ -128,6 +128,7 @@ def build_gateway(
             readings=readings,
             max_model_labels=mc.max_model_labels,
             require_auth=mc.require_auth,
+            routing=RoutingReadings(gateway.routing_state, lambda: gateway.snapshot.deployment_keys),
         )
         gateway.finalize_policies += (recorder,)
     return gateway

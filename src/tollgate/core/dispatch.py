@@ -31,6 +31,7 @@ from tollgate.errors import (
 )
 from tollgate.observability import tracing
 from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
+from tollgate.routing.events import skip_reason
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
 from tollgate.routing.rules import no_compliant_error
@@ -154,6 +155,7 @@ class Dispatcher:
         settings = state.settings
         clock = state.clock
         state.budget.record_request(clock(), settings.budget)
+        ctx.routed = True
         ordered = order(
             route.strategy,
             route.plan,
@@ -167,7 +169,7 @@ class Dispatcher:
         skipped: list[str] = []
         calls = retries = 0
         try:
-            for cand in ordered:
+            for position, cand in enumerate(ordered, 1):
                 adapter = self.snapshot.adapter(cand.deployment)
                 try:
                     prepared = prepare(adapter)
@@ -180,6 +182,7 @@ class Dispatcher:
                     reason = state.acquire(cand, now)
                     if reason is not None:
                         skipped.append(f"{cand.key}: {reason}")
+                        state.events.skip(cand.key, skip_reason(reason))
                         break
                     if calls and not state.budget.try_spend(now, settings.budget):
                         self._unused(cand)
@@ -212,8 +215,11 @@ class Dispatcher:
                         choice = after_failure(retries, exc.retry_after, settings.retries, state.rng)
                         if choice.step == "retry" and state.budget.can_spend(clock(), settings.budget):
                             retries += 1
+                            state.events.retry(cand.key)
                             await asyncio.sleep(choice.delay)
                             continue
+                        if position < len(ordered):
+                            state.events.fallback(cand.key)  # moves on to the next candidate
                         break
                     except BaseException:
                         if traced is not None:
@@ -251,18 +257,25 @@ class Dispatcher:
         state.release(cand)
         breaker = state.breaker(cand.key)
         if exc.retryable:
+            state.events.call(cand.key, "retryable_error")
             changed = breaker.failure(now, state.settings.breaker)
             if changed is not None:
+                state.events.transition(cand.key, changed)
                 log.warning("circuit breaker of %s is now %s (%s)", cand.key, changed, breaker.reason)
         elif isinstance(exc, ProviderBadRequestError):
-            breaker.success(now, state.settings.breaker)  # it answered: the deployment is up
+            state.events.call(cand.key, "error")
+            if breaker.success(now, state.settings.breaker) is not None:  # it answered: the deployment is up
+                state.events.transition(cand.key, "closed")
         else:
+            state.events.call(cand.key, "error")
             breaker.release()
 
     def _succeeded(self, cand: Candidate, result: object, elapsed: float) -> None:
         state = self.state
         now = state.clock()
+        state.events.call(cand.key, "success")
         if state.breaker(cand.key).success(now, state.settings.breaker) is not None:
+            state.events.transition(cand.key, "closed")
             log.warning("circuit breaker of %s is now closed (a probe succeeded)", cand.key)
         stats = state.stats(cand.key)
         alpha = state.settings.latency_alpha

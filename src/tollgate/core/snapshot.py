@@ -65,6 +65,8 @@ class Snapshot:
         plans = {
             name: (model.strategy, self._plan(model, logical[name], prices)) for name, model in config.models.items()
         }
+        # The deployments the config declares (``provider/model``): the only ones metrics label by name.
+        self.deployment_keys = frozenset(c.key for _, plan in plans.values() for c in plan)
         self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans)
         self.routing = routing_settings(config.routing)
         self.rules = RouteRules(config.routing.rules, config.routing.residency, self.resolver.resolve)

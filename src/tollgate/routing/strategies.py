@@ -10,6 +10,7 @@ from typing import Literal
 
 from tollgate.providers.base import Deployment
 from tollgate.routing.breaker import BreakerSettings, CircuitBreaker
+from tollgate.routing.events import RoutingEvents
 from tollgate.routing.retry import BudgetSettings, RetryBudget, RetrySettings
 
 Strategy = Literal["priority", "weighted", "least_latency", "lowest_cost", "least_busy"]
@@ -86,6 +87,7 @@ class RoutingState:
         self.latency: dict[str, LatencyStats] = {}
         self.in_flight: dict[str, int] = {}
         self.budget = RetryBudget()
+        self.events = RoutingEvents()  # cumulative counts for metrics (routing/events.py)
 
     def breaker(self, key: str) -> CircuitBreaker:
         found = self.breakers.get(key)
