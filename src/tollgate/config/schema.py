@@ -106,6 +106,15 @@ class DeploymentConfig(_Strict):
     )
 
 
+class SplitConfig(_Strict):
+    sticky: Literal["user", "key", "none"] = Field(
+        "none",
+        description="Which callers keep their arm: user (the request's end user: OpenAI 'user' or Anthropic "
+        "metadata.user_id, else the caller's user, else its key), key (the API key), or none (a fresh weighted "
+        "draw per request). A sticky caller gets the same arm while the arms and weights are unchanged.",
+    )
+
+
 class ModelConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(
         min_length=1,
@@ -116,6 +125,12 @@ class ModelConfig(_Strict):
         "priority",
         description="How deployments are ordered within a priority tier: priority (config order), weighted "
         "(random by weight), least_latency, lowest_cost or least_busy (docs/routing.md).",
+    )
+    split: SplitConfig | None = Field(
+        None,
+        description="Traffic split (A/B): each request is assigned one deployment of the first priority tier "
+        "(its arm) by weight, tried first; the others remain fallbacks. The arm is recorded in metrics and the "
+        "ledger (tag tollgate_arm). See docs/routing.md.",
     )
     description: str | None = Field(None, description="Free text for the people who maintain this config.")
 

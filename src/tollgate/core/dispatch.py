@@ -35,6 +35,7 @@ from tollgate.routing.events import skip_reason
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
 from tollgate.routing.rules import no_compliant_error
+from tollgate.routing.split import arm_first, assign
 from tollgate.routing.strategies import Candidate, RoutingState, order
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
@@ -164,6 +165,12 @@ class Dispatcher:
             output_tokens=ctx.max_output_tokens or _NOMINAL_OUTPUT_TOKENS,
             stream=ctx.stream,
         )
+        if route.split is not None:
+            arm = assign(route.split, route.plan, ctx, state.rng)
+            if arm is not None:
+                ordered = arm_first(ordered, arm)
+                ctx.route_arm = arm.key
+                ctx.extra_headers.append((b"x-tollgate-arm", arm.key.encode()))
         ctx.extra_headers.append((b"x-tollgate-route-strategy", route.strategy.encode()))
         last_error: TollgateError | None = None
         skipped: list[str] = []

@@ -26,6 +26,7 @@ from tollgate.routing.breaker import BreakerSettings
 from tollgate.routing.resolver import ModelResolver, Route
 from tollgate.routing.retry import BudgetSettings, RetrySettings
 from tollgate.routing.rules import RouteRules
+from tollgate.routing.split import Split
 from tollgate.routing.strategies import Candidate, RoutingSettings
 from tollgate.types import JSONObject
 
@@ -67,7 +68,12 @@ class Snapshot:
         }
         # The deployments the config declares (``provider/model``): the only ones metrics label by name.
         self.deployment_keys = frozenset(c.key for _, plan in plans.values() for c in plan)
-        self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans)
+        splits = {
+            name: Split(model.split.sticky, name) for name, model in config.models.items() if model.split is not None
+        }
+        self.resolver = ModelResolver(
+            logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans, splits
+        )
         self.routing = routing_settings(config.routing)
         self.rules = RouteRules(config.routing.rules, config.routing.residency, self.resolver.resolve)
         digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tollgate.context import RequestContext
 from tollgate.pricing import NANOS_PER_USD, PriceBook
+from tollgate.routing.split import ARM_TAG
 from tollgate.state.ledger import LedgerRow, LedgerStore, clean_tags
 from tollgate.state.ledger_spool import LedgerSpool
 
@@ -125,7 +126,7 @@ class LedgerPolicy:
             stream=ctx.stream,
             client_disconnected=ctx.client_disconnected,
             usage_estimated=usage.estimated if usage else False,
-            tags=clean_tags(ctx.metadata),
+            tags=_tags(ctx),
         )
 
     @property
@@ -282,3 +283,12 @@ class LedgerPolicy:
             # Nowhere left to put it: keep it in memory past the bound rather than lose it.
             log.exception("ledger spool %s is not writable; queueing past the limit", self.spool.path)
             self._queue.extend(rows)
+
+
+def _tags(ctx: RequestContext) -> dict[str, str]:
+    """The request's tags, plus the traffic-split arm it was assigned to (routing/split.py)."""
+    tags = clean_tags(ctx.metadata)
+    tags.pop(ARM_TAG, None)  # the gateway's own tag: a client cannot set it
+    if ctx.route_arm is not None:
+        tags[ARM_TAG] = ctx.route_arm
+    return tags
