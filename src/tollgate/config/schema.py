@@ -115,6 +115,29 @@ class SplitConfig(_Strict):
     )
 
 
+class ShadowConfig(_Strict):
+    deployment: str = Field(
+        description="The candidate, as provider/model (the provider must be declared or detected): a sampled "
+        "share of this model's requests is also sent there, in the background, and compared."
+    )
+    sample: float = Field(0.1, gt=0, le=1, description="Share of the model's chat requests mirrored (0 < sample <= 1).")
+    max_concurrency: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Shadow calls in flight at once (per process); a sampled request beyond it is dropped, "
+        "never queued.",
+    )
+
+    @field_validator("deployment")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        provider, sep, model = value.partition("/")
+        if not sep or not provider or not model:
+            raise ValueError(f"{value!r} must be provider/model")
+        return value
+
+
 class ModelConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(
         min_length=1,
@@ -131,6 +154,12 @@ class ModelConfig(_Strict):
         description="Traffic split (A/B): each request is assigned one deployment of the first priority tier "
         "(its arm) by weight, tried first; the others remain fallbacks. The arm is recorded in metrics and the "
         "ledger (tag tollgate_arm). See docs/routing.md.",
+    )
+    shadow: ShadowConfig | None = Field(
+        None,
+        description="Shadow traffic: mirror a sampled share of this model's chat requests to a candidate "
+        "deployment in the background, never affecting the client; its cost is recorded apart and never "
+        "charged to the caller (docs/routing.md).",
     )
     description: str | None = Field(None, description="Free text for the people who maintain this config.")
 

@@ -25,11 +25,15 @@ from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.policies.reservation import ReservationPolicy
+from tollgate.policies.shadow import ShadowPolicy
 from tollgate.pricing import PriceBook
+from tollgate.providers.base import Deployment
 from tollgate.state.cache import open_cache_store
 from tollgate.state.counters import open_counter_store
 from tollgate.state.factory import open_storage
 from tollgate.state.invalidation import open_invalidation_bus
+from tollgate.types import JSONObject
+from tollgate.wire.openai import ChatRequest, Usage
 
 
 def build_gateway(
@@ -79,10 +83,24 @@ def build_gateway(
         code = CodeGuardPolicy(config.guardrails.code)
         gateway.inspect_policies += (code,)
         gateway.finalize_policies += (code,)
+
+    # Shadow traffic (policies/shadow.py): the last inspect policy (it keeps the body as dispatched, after
+    # the guardrails), the first respond policy and stream filter (it keeps the provider's own answer).
+    async def shadow_call(dep: Deployment, req: ChatRequest) -> tuple[JSONObject, Usage | None]:
+        done = await gateway.dispatcher.shadow(dep, req)
+        return done.data, done.usage
+
+    shadow = gateway.shadow = ShadowPolicy(
+        lambda: gateway.snapshot.shadows, shadow_call, ledger, gateway.routing_state.events
+    )
+    gateway.inspect_policies += (shadow,)
+    gateway.respond_policies = (shadow, *gateway.respond_policies)
+    gateway.stream_filters = (shadow, *gateway.stream_filters)
+    gateway.finalize_policies += (shadow,)  # after the ledger: it reads the primary's priced cost
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
-    gateway.services = (bus, ledger, rate_limits, budgets)
+    gateway.services = (bus, ledger, rate_limits, budgets, shadow)
     gateway.closers = (counters.close,)
     cc = config.cache
     # The exact cache shares the counters' Redis unless it names its own store (docs/caching.md).

@@ -30,7 +30,7 @@ from tollgate.errors import (
     UpstreamError,
 )
 from tollgate.observability import tracing
-from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
+from tollgate.providers.base import Deployment, ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
 from tollgate.routing.events import skip_reason
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
@@ -378,6 +378,12 @@ class Dispatcher:
         except BaseException:
             resp.close()
             raise
+
+    async def shadow(self, deployment: Deployment, req: ChatRequest) -> Completed:
+        """One non-streaming call to a shadow candidate (policies/shadow.py): no retry, no fallback, and
+        nothing recorded in the routing state (breakers, latency averages, in-flight, retry budget)."""
+        adapter = self.snapshot.adapter(deployment)
+        return await self._complete(adapter, adapter.chat_request(req), req)
 
     async def embeddings(self, ctx: RequestContext, body: JSONObject, route: Route) -> tuple[JSONObject, Usage | None]:
         async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> tuple[JSONObject, Usage | None]:

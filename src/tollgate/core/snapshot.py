@@ -26,6 +26,7 @@ from tollgate.routing.breaker import BreakerSettings
 from tollgate.routing.resolver import ModelResolver, Route
 from tollgate.routing.retry import BudgetSettings, RetrySettings
 from tollgate.routing.rules import RouteRules
+from tollgate.routing.shadow import ShadowTarget
 from tollgate.routing.split import Split
 from tollgate.routing.strategies import Candidate, RoutingSettings
 from tollgate.types import JSONObject
@@ -74,6 +75,17 @@ class Snapshot:
         self.resolver = ModelResolver(
             logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans, splits
         )
+        # Shadow traffic per logical model (routing/shadow.py, policies/shadow.py).
+        self.shadows: dict[str, ShadowTarget] = {}
+        for name, model in config.models.items():
+            if model.shadow is None:
+                continue
+            provider, model_id = model.shadow.deployment.split("/", 1)
+            if provider not in self.providers:  # an environment provider whose variable is not set
+                raise ValueError(f"models.{name}.shadow.deployment: provider {provider!r} is not configured")
+            dep = self.deployment(provider, model_id)
+            self.shadows[name] = ShadowTarget(dep, model.shadow.sample, model.shadow.max_concurrency)
+        self.deployment_keys |= {t.key for t in self.shadows.values()}
         self.routing = routing_settings(config.routing)
         self.rules = RouteRules(config.routing.rules, config.routing.residency, self.resolver.resolve)
         digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))

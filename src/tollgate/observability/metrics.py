@@ -227,6 +227,13 @@ class GatewayMetrics:
             multiprocess_mode="livesum",
         )
 
+        self.shadow_calls = self._counter(
+            "tollgate_shadow_calls",
+            "Shadow (mirrored) calls to candidate deployments, by candidate and outcome: success, error, or "
+            "dropped (sampled but not sent: the model's shadow concurrency cap was reached).",
+            ("deployment", "outcome"),
+        )
+
         # Cache and guardrails: defined now so dashboards and alerts can use them; the cache and guardrail
         # work increments them (through the recorder, from their slots in the request context).
         self.cache_lookups = self._counter(

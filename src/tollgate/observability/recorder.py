@@ -232,6 +232,8 @@ class MetricsRecorder:
             add("skips", (label(key), reason), n)
         for (key, to), n in list(events.breaker_transitions.items()):
             add("transitions", (label(key), to), n)
+        for (key, shadow_outcome), n in list(events.shadow_calls.items()):
+            add("shadow", (label(key), shadow_outcome), n)
         now = state.clock()
         settings = state.settings.breaker
         gauges: dict[str, tuple[int, int]] = {key: (0, 0) for key in configured}
@@ -250,6 +252,7 @@ class MetricsRecorder:
             "fallbacks": m.deployment_fallbacks,
             "skips": m.deployment_skips,
             "transitions": m.breaker_transitions,
+            "shadow": m.shadow_calls,
         }
         last = self._routing_last
         for k, value in counts.items():

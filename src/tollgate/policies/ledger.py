@@ -23,13 +23,17 @@ from pathlib import Path
 
 from tollgate.context import RequestContext
 from tollgate.pricing import NANOS_PER_USD, PriceBook
+from tollgate.providers.base import Deployment
 from tollgate.routing.split import ARM_TAG
-from tollgate.state.ledger import LedgerRow, LedgerStore, clean_tags
+from tollgate.state.ledger import SHADOW_ENDPOINT, LedgerRow, LedgerStore, clean_tags
 from tollgate.state.ledger_spool import LedgerSpool
+from tollgate.wire.openai import Usage
 
 log = logging.getLogger("tollgate.ledger")
 
 SPOOL_FILE = "ledger-spool.jsonl"
+# The tag of a shadow call's row naming the request it mirrored.
+SHADOW_OF_TAG = "tollgate_shadow_of"
 
 # The endpoints that call (or would have called) a model: one ledger row per request to these.
 METERED_ENDPOINTS = frozenset({"chat", "embeddings", "completions", "messages", "simple_chat"})
@@ -128,6 +132,43 @@ class LedgerPolicy:
             usage_estimated=usage.estimated if usage else False,
             tags=_tags(ctx),
         )
+
+    def record_shadow(
+        self,
+        of: RequestContext,
+        dep: Deployment,
+        usage: Usage | None,
+        latency_ms: float,
+        status: int,
+        error_type: str | None,
+    ) -> int:
+        """Queue the row of a shadow call made for request ``of`` (policies/shadow.py); returns its cost in
+        nano-dollars. The row names no key, user, team or org, its endpoint is ``shadow`` and the daily
+        aggregates skip it, so no tenant's spend report, total or budget ever includes it."""
+        nanos = self.prices.cost_nanos(dep, usage)
+        row = LedgerRow(
+            id=f"{self._id_prefix}{next(self._ids):010x}",
+            request_id=f"{of.request_id}:shadow",
+            ts=round(time.time(), 6),
+            endpoint=SHADOW_ENDPOINT,
+            requested_model=of.requested_model,
+            provider=dep.provider,
+            upstream_model=dep.model,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            cost_nanos=nanos,
+            latency_ms=round(latency_ms, 3),
+            status=status,
+            error_type=error_type,
+            usage_estimated=usage.estimated if usage else False,
+            tags={SHADOW_OF_TAG: of.request_id},
+        )
+        if self._stopped or len(self._queue) >= self.max_queue:
+            self._spool_now([row])
+        else:
+            self._queue.append(row)
+        return nanos
 
     @property
     def queued(self) -> int:

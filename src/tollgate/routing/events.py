@@ -18,7 +18,7 @@ SkipReason = Literal["breaker_open", "max_concurrency"]
 class RoutingEvents:
     """Cumulative counts since the process started, by deployment key."""
 
-    __slots__ = ("breaker_transitions", "calls", "fallbacks", "retries", "skips")
+    __slots__ = ("breaker_transitions", "calls", "fallbacks", "retries", "shadow_calls", "skips")
 
     def __init__(self) -> None:
         self.calls: dict[tuple[str, CallOutcome], int] = {}  # upstream calls, by how they ended
@@ -26,6 +26,7 @@ class RoutingEvents:
         self.fallbacks: dict[str, int] = {}  # times a failed deployment was left for the next candidate
         self.skips: dict[tuple[str, SkipReason], int] = {}  # candidates passed over without a call
         self.breaker_transitions: dict[tuple[str, str], int] = {}  # (deployment, new state)
+        self.shadow_calls: dict[tuple[str, str], int] = {}  # (candidate, outcome): mirrored calls
 
     def call(self, key: str, outcome: CallOutcome) -> None:
         k = (key, outcome)
@@ -44,6 +45,10 @@ class RoutingEvents:
     def transition(self, key: str, state: str) -> None:
         k = (key, state)
         self.breaker_transitions[k] = self.breaker_transitions.get(k, 0) + 1
+
+    def shadow(self, key: str, outcome: str) -> None:
+        k = (key, outcome)
+        self.shadow_calls[k] = self.shadow_calls.get(k, 0) + 1
 
 
 def skip_reason(reason: str) -> SkipReason:

@@ -20,6 +20,9 @@ import orjson
 
 from tollgate.types import JSONObject
 
+# The endpoint of a shadow call's row (policies/shadow.py): recorded, but never part of spend reports.
+SHADOW_ENDPOINT = "shadow"
+
 GroupBy = Literal["key", "user", "team", "org", "model", "day"]
 GROUP_BYS: tuple[GroupBy, ...] = ("user", "team", "org", "model", "key", "day")
 # Dimensions stored in the aggregate table; "day" reports read the "all" dimension.
@@ -222,6 +225,8 @@ def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, SpendLine]]
     concurrent writers lock aggregate rows in the same order (no deadlocks between replicas)."""
     acc: dict[AggregateKey, SpendLine] = {}
     for row in rows:
+        if row.endpoint == SHADOW_ENDPOINT:
+            continue  # shadow calls are the operator's experiment, not the tenant's spend
         day = row.day.isoformat()
         failed = 1 if row.status >= 400 else 0
         for dim, value in dimension_values(row):
@@ -302,7 +307,8 @@ class LedgerStore(Protocol):
         ...
 
     async def scan_totals(self, since: date, until: date) -> SpendLine:
-        """The same totals summed from the ledger rows themselves (a full range scan: audits and tests)."""
+        """The same totals summed from the ledger rows themselves (a full range scan: audits and tests);
+        shadow rows excluded, as from the aggregates."""
         ...
 
     async def rows_for_request(self, request_id: str) -> list[LedgerRow]:
