@@ -211,6 +211,18 @@ class BreakerConfig(_Strict):
     )
 
 
+class QueueConfig(_Strict):
+    max_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="When every candidate of a request is at max_concurrency, wait up to this many seconds for "
+        "a slot in the first one's queue (highest caller metadata 'priority' first) instead of answering 503 at "
+        "once. 0 turns queueing off.",
+    )
+    max_size: int = Field(100, ge=1, description="Requests waiting per deployment; past it, 503 with Retry-After.")
+
+
 class RoutingConfig(_Strict):
     retries: RetryConfig = Field(default_factory=RetryConfig, description="Same-deployment retries and backoff.")
     retry_budget: RetryBudgetConfig = Field(
@@ -220,6 +232,10 @@ class RoutingConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker per deployment.")
     latency_alpha: float = Field(
         0.3, gt=0, le=1, description="Weight of the newest sample in the latency moving averages (least_latency)."
+    )
+    queue: QueueConfig = Field(
+        default_factory=QueueConfig,
+        description="Priority queues at max_concurrency: bounded waits, higher caller priority first.",
     )
     rules: list[RuleConfig] = Field(
         default_factory=list,

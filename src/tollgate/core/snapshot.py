@@ -23,6 +23,7 @@ from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment, ProviderAdapter, Timeouts
 from tollgate.providers.registry import build_adapter
 from tollgate.routing.breaker import BreakerSettings
+from tollgate.routing.queue import QueueSettings
 from tollgate.routing.resolver import ModelResolver, Route
 from tollgate.routing.retry import BudgetSettings, RetrySettings
 from tollgate.routing.rules import RouteRules
@@ -188,4 +189,5 @@ def routing_settings(cfg: RoutingConfig) -> RoutingSettings:
             k.half_open_probes,
         ),
         latency_alpha=cfg.latency_alpha,
+        queue=QueueSettings(cfg.queue.max_wait_seconds, cfg.queue.max_size),
     )

@@ -206,7 +206,8 @@ class GatewayMetrics:
         )
         self.deployment_skips = self._counter(
             "tollgate_deployment_skips",
-            "Candidates passed over without a call, by deployment and reason (breaker_open, max_concurrency).",
+            "Candidates passed over without a call, by deployment and reason (breaker_open, max_concurrency; "
+            "queue_full, queue_timeout when waiting in a priority queue failed).",
             ("deployment", "reason"),
         )
         self.breaker_transitions = self._counter(

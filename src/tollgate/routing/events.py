@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 CallOutcome = Literal["success", "retryable_error", "error"]
-SkipReason = Literal["breaker_open", "max_concurrency"]
+SkipReason = Literal["breaker_open", "max_concurrency", "queue_full", "queue_timeout"]
 
 
 class RoutingEvents:
