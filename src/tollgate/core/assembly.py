@@ -84,8 +84,8 @@ def build_gateway(
         gateway.inspect_policies += (code,)
         gateway.finalize_policies += (code,)
 
-    # Shadow traffic (policies/shadow.py): the last inspect policy (it keeps the body as dispatched, after
-    # the guardrails), the first respond policy and stream filter (it keeps the provider's own answer).
+    # Shadow traffic (policies/shadow.py): the last admit policy (it samples admitted requests), the first
+    # respond policy and stream filter (it keeps the provider's own answer), after the ledger in FINALIZE.
     async def shadow_call(dep: Deployment, req: ChatRequest) -> tuple[JSONObject, Usage | None]:
         done = await gateway.dispatcher.shadow(dep, req)
         return done.data, done.usage
@@ -93,7 +93,7 @@ def build_gateway(
     shadow = gateway.shadow = ShadowPolicy(
         lambda: gateway.snapshot.shadows, shadow_call, ledger, gateway.routing_state.events
     )
-    gateway.inspect_policies += (shadow,)
+    gateway.admit_policies += (shadow,)
     gateway.respond_policies = (shadow, *gateway.respond_policies)
     gateway.stream_filters = (shadow, *gateway.stream_filters)
     gateway.finalize_policies += (shadow,)  # after the ledger: it reads the primary's priced cost

@@ -148,6 +148,8 @@ class Dispatcher:
     ) -> Completed | ChunkStream | RelayStream:
         """Answer from the first deployment that can. With ``relay`` set to the client's format, a stream
         from a provider of that same format is forwarded as its own bytes (no stream filter may be active)."""
+        if ctx.shadow is not None:  # sampled for shadow traffic: the request as sent, after the guardrails
+            ctx.shadow.body = req.body
 
         async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> Completed | ChunkStream | RelayStream:
             if req.stream:

@@ -2,8 +2,10 @@
 
 The policy takes part in four phases, and does work only for the requests it sampled:
 
-- INSPECT (last of the inspect policies): draw the sample; keep the request body as it will be dispatched,
-  after the guardrails (so the candidate sees exactly what the primary saw, masked PII included).
+- ADMIT (last of the admit policies, so only admitted requests count): draw the sample. DISPATCH then
+  keeps the request body as it sends it, after the guardrails (so the candidate sees exactly what the
+  primary saw, masked PII included). No inspect policy: adding one would end the Anthropic front door's
+  native pass-through for every request.
 - RESPOND and a stream filter (first of each): keep the primary's answer text as the provider gave it.
 - FINALIZE (after the ledger priced the primary): start the shadow call as a background task and return.
 
@@ -27,6 +29,7 @@ from tollgate.errors import TollgateError
 from tollgate.policies.ledger import LedgerPolicy
 from tollgate.providers.base import Deployment
 from tollgate.routing.events import RoutingEvents
+from tollgate.routing.resolver import Route
 from tollgate.routing.shadow import Outcome, ShadowStats, ShadowTarget
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage, chat_request_from_body
@@ -87,14 +90,13 @@ class ShadowPolicy:
         self._in_flight: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # INSPECT
-    async def inspect(self, ctx: RequestContext, body: JSONObject) -> JSONObject:
-        if ctx.endpoint != "chat" or ctx.front_door != "openai" or ctx.requested_model is None:
-            return body
-        target = self._targets().get(ctx.requested_model)
+    # ADMIT (last): draw the sample; DISPATCH fills in the body it sends (core/dispatch.py).
+    async def admit(self, ctx: RequestContext, route: Route) -> None:
+        if ctx.endpoint != "chat" or ctx.front_door != "openai" or not route.logical:
+            return
+        target = self._targets().get(route.requested)
         if target is not None and self._rng.random() < target.sample:
-            ctx.shadow = ShadowCapture(body=body)
-        return body
+            ctx.shadow = ShadowCapture()
 
     # RESPOND
     def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
