@@ -197,6 +197,8 @@ TEAM_GROUP_BYS: tuple[GroupBy, ...] = ("user", "model", "key", "day")
 
 
 def dimension_values(row: LedgerRow) -> tuple[tuple[str, str], ...]:
+    if row.endpoint == SHADOW_ENDPOINT:
+        return ()  # a shadow call is the operator's experiment, not the tenant's spend: in no aggregate
     key, user, model = row.key_id or NONE_VALUE, row.user_id or NONE_VALUE, row.model_label()
     dims = (
         ("all", NONE_VALUE),
@@ -225,8 +227,6 @@ def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, SpendLine]]
     concurrent writers lock aggregate rows in the same order (no deadlocks between replicas)."""
     acc: dict[AggregateKey, SpendLine] = {}
     for row in rows:
-        if row.endpoint == SHADOW_ENDPOINT:
-            continue  # shadow calls are the operator's experiment, not the tenant's spend
         day = row.day.isoformat()
         failed = 1 if row.status >= 400 else 0
         for dim, value in dimension_values(row):
