@@ -14,6 +14,7 @@ The rows marked "+ rules" add what routing rules and data residency cost (the pr
 deployments spread over three regions with tags, eight rules on headers, tags, caller metadata, teams, prompt
 size and tools): building the request's facts and applying the rules, when no rule matches, when two match
 (one restricts by tag, one retargets nothing), and when the request is pinned to a residency zone.
+The row "+ split" adds a sticky traffic split: the caller's arm from a hash of its user id, moved first.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import random
 import time
 
 from tollgate.config.schema import TollgateConfig
-from tollgate.context import Principal
+from tollgate.context import Principal, RequestContext
 from tollgate.core.snapshot import Snapshot
 from tollgate.routing.rules import RequestFacts
+from tollgate.routing.split import arm_first, assign
 from tollgate.routing.strategies import STRATEGIES, RoutingState, order
 from tollgate.types import JSONObject
 
@@ -71,6 +73,13 @@ def config(deployments: int) -> TollgateConfig:
         ]
     }
     models["cheap"] = {"deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]}
+    models["split"] = {
+        "split": {"sticky": "user"},
+        "deployments": [
+            {"provider": "openai", "model": f"gpt-4.1-{i}", "weight": 1 + i % 5, "priority": i % 3}
+            for i in range(deployments)
+        ],
+    }
     routing = {"rules": RULES, "residency": {"zones": {"eu": ["eu-west-1", "eu-central-1"]}}}
     return TollgateConfig.model_validate({"providers": providers, "models": models, "routing": routing})
 
@@ -86,6 +95,9 @@ CASES: dict[str, tuple[dict[bytes, bytes], JSONObject | None]] = {
 }
 CALLER = Principal("k1", "app", "user", team_id="research", org_id="other", metadata={"project": "x"})
 BODY: JSONObject = {"model": "rules", "messages": [{"role": "user", "content": "hi"}]}
+SPLIT_CTX = RequestContext(request_id="r", front_door="openai", endpoint="chat", config_version="v")
+SPLIT_CTX.principal = CALLER
+SPLIT_CTX.body = {"model": "split", "user": "end-user-42", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def bench(
@@ -106,6 +118,10 @@ def bench(
         now = clock()
         state.budget.record_request(now, settings.budget)
         ordered = order(route.strategy, route.plan, state, prompt_tokens=500, output_tokens=256, stream=False)
+        if route.split is not None:  # a traffic split: the caller's sticky arm goes first
+            arm = assign(route.split, route.plan, SPLIT_CTX, state.rng)
+            if arm is not None:
+                ordered = arm_first(ordered, arm)
         first = ordered[0]
         if state.acquire(first, now) is None:
             state.breaker(first.key).success(clock(), settings.breaker)
@@ -127,6 +143,8 @@ def main() -> None:
     for strategy in STRATEGIES:
         p50, p99, mean = bench(snapshot, strategy, args.n)
         print(f"| {strategy} | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
+    p50, p99, mean = bench(snapshot, "split", args.n)
+    print(f"| priority + split (sticky user) | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
     for name, case in CASES.items():
         p50, p99, mean = bench(snapshot, "rules", args.n, case)
         print(f"| priority + rules: {name} | {p50:.1f} | {p99:.1f} | {mean:.1f} |")

@@ -84,6 +84,16 @@ def payload_hash(texts: Iterable[str]) -> str:
 
 
 @dataclass(slots=True)
+class ShadowCapture:
+    """A request sampled for shadow traffic (policies/shadow.py): the request as dispatched (after the
+    guardrails) and the primary's answer text, to replay to the candidate and compare afterwards."""
+
+    body: JSONObject | None = None
+    text: list[str] = field(default_factory=list)
+    answered: bool = False  # the primary's answer text was seen (a complete answer or a stream's end)
+
+
+@dataclass(slots=True)
 class RequestContext:
     request_id: str
     front_door: str  # "openai", "anthropic" or "simple"
@@ -115,6 +125,11 @@ class RequestContext:
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # What the guardrails did to this request (INSPECT and RESPOND), read in FINALIZE by metrics and audit.
     guardrail_decisions: list[GuardrailDecision] = field(default_factory=list)
+    # Routing (set by DISPATCH): whether the attempt loop ran, and the traffic-split arm the request was
+    # assigned to (the deployment key the split picked; routing/split.py), for metrics and the ledger.
+    routed: bool = False
+    route_arm: str | None = None
+    shadow: ShadowCapture | None = None  # set when the request is mirrored to a shadow candidate
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode()), *self.extra_headers]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import new_schema, require_postgres
-from tollgate.state.ledger import GROUP_BYS, TEAM_GROUP_BYS, LedgerRow, LedgerStore, SpendLine
+from tollgate.state.ledger import GROUP_BYS, SHADOW_ENDPOINT, TEAM_GROUP_BYS, LedgerRow, LedgerStore, SpendLine
 from tollgate.state.ledger_memory import MemoryLedgerStore
 from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
 from tollgate.state.ledger_sqlite import LEDGER_MIGRATIONS, SQLiteLedgerStore
@@ -326,3 +326,23 @@ async def test_concurrent_batches_lose_and_double_nothing(ledger: LedgerStore) -
     assert (await ledger.scan_totals(DAY1, DAY2)).cost_nanos == expected
     assert total(await ledger.spend("key", DAY1, DAY2)).cost_nanos == expected
     assert total(await ledger.spend("day", DAY1, DAY2)).requests == 600
+
+
+async def test_shadow_rows_are_stored_but_in_no_report_or_total(ledger: LedgerStore) -> None:
+    # A shadow call's row (policies/shadow.py): found by its request id, never counted as spend.
+    primary = row(at(DAY1), cost=1_000, request_id="req_p")
+    shadow = replace(
+        row(at(DAY1, 13), cost=9_000, key=None, user=None, team=None, org=None, model="gpt-4o"),
+        request_id="req_p:shadow",
+        endpoint=SHADOW_ENDPOINT,
+        tags={"tollgate_shadow_of": "req_p"},
+    )
+    assert await ledger.write_batch([primary, shadow]) == 2
+    (stored,) = await ledger.rows_for_request("req_p:shadow")
+    assert stored.endpoint == SHADOW_ENDPOINT and stored.cost_nanos == 9_000
+    for by in GROUP_BYS:
+        lines = await ledger.spend(by, DAY1, DAY1)
+        assert sum(line.cost_nanos for line in lines) == 1_000, by
+        assert sum(line.requests for line in lines) == 1, by
+    totals = await ledger.scan_totals(DAY1, DAY1)
+    assert (totals.requests, totals.cost_nanos) == (1, 1_000)

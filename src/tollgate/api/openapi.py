@@ -17,7 +17,7 @@ from functools import cache
 import orjson
 
 import tollgate
-from tollgate.api import admin, admin_cache, admin_guardrails, admin_overview, admin_spend
+from tollgate.api import admin, admin_cache, admin_guardrails, admin_overview, admin_shadow, admin_spend
 from tollgate.api.admin_access import ADMINS
 from tollgate.api.admin_input import LIMIT_CEILINGS, MAX_BUDGET_USD, MAX_EXPIRY_SECONDS
 from tollgate.api.http import JSON_HEADERS, Request, send_bytes
@@ -543,6 +543,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         },
         description="Each entry answers requests with the same model, messages and parameters, in the scope "
         "given (org, team or key_id, as cache.scope says). See docs/caching.md, Warming up.",
+    ),
+    ("GET", "/admin/shadow"): Op(
+        "Shadow traffic report: candidate against primary",
+        "Routing",
+        {"type": "object"},
+        roles=admin_shadow.READERS,
+        query=(Param("model", _STR, "Only this logical model's shadow."),),
+        description="Latency, tokens, cost, errors and answer similarity of each shadowed model's candidate "
+        "deployment against the primary (this process's calls; docs/routing.md).",
     ),
     ("POST", "/admin/reload"): Op(
         "Reload the config file",

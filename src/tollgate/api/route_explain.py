@@ -7,6 +7,7 @@ from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway, describe_request, request_facts
 from tollgate.errors import PermissionDeniedError
 from tollgate.routing.explain import explain
+from tollgate.routing.split import assign
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import max_output_tokens, parse_chat_request
 
@@ -37,6 +38,7 @@ async def route_explain(gw: Gateway, request: Request, ctx: RequestContext) -> N
         output_tokens=max_output_tokens(req.body) or _NOMINAL_OUTPUT_TOKENS,
         stream=req.stream,
         config_version=snapshot.version,
+        arm=assign(route.split, route.plan, ctx, gw.dispatcher.state.rng) if route.split is not None else None,
     )
     rules = snapshot.rules
     decision["rules"] = rules.trace(req.model, request_facts(ctx))

@@ -106,6 +106,11 @@ def _check_references(config: TollgateConfig, source: str) -> None:
                     f"models.{name}.deployments[{i}].provider: unknown provider {dep.provider!r} "
                     f"(declared: {', '.join(sorted(config.providers)) or 'none'})"
                 )
+        if model.shadow is not None and model.shadow.deployment.partition("/")[0] not in known:
+            problems.append(
+                f"models.{name}.shadow.deployment: unknown provider {model.shadow.deployment.partition('/')[0]!r} "
+                f"(declared: {', '.join(sorted(config.providers)) or 'none'})"
+            )
     types = get_args(ProviderType)
     for name, prov in config.providers.items():
         if prov.type is None and name not in types:

@@ -106,6 +106,38 @@ class DeploymentConfig(_Strict):
     )
 
 
+class SplitConfig(_Strict):
+    sticky: Literal["user", "key", "none"] = Field(
+        "none",
+        description="Which callers keep their arm: user (the request's end user: OpenAI 'user' or Anthropic "
+        "metadata.user_id, else the caller's user, else its key), key (the API key), or none (a fresh weighted "
+        "draw per request). A sticky caller gets the same arm while the arms and weights are unchanged.",
+    )
+
+
+class ShadowConfig(_Strict):
+    deployment: str = Field(
+        description="The candidate, as provider/model (the provider must be declared or detected): a sampled "
+        "share of this model's requests is also sent there, in the background, and compared."
+    )
+    sample: float = Field(0.1, gt=0, le=1, description="Share of the model's chat requests mirrored (0 < sample <= 1).")
+    max_concurrency: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Shadow calls in flight at once (per process); a sampled request beyond it is dropped, "
+        "never queued.",
+    )
+
+    @field_validator("deployment")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        provider, sep, model = value.partition("/")
+        if not sep or not provider or not model:
+            raise ValueError(f"{value!r} must be provider/model")
+        return value
+
+
 class ModelConfig(_Strict):
     deployments: list[DeploymentConfig] = Field(
         min_length=1,
@@ -116,6 +148,18 @@ class ModelConfig(_Strict):
         "priority",
         description="How deployments are ordered within a priority tier: priority (config order), weighted "
         "(random by weight), least_latency, lowest_cost or least_busy (docs/routing.md).",
+    )
+    split: SplitConfig | None = Field(
+        None,
+        description="Traffic split (A/B): each request is assigned one deployment of the first priority tier "
+        "(its arm) by weight, tried first; the others remain fallbacks. The arm is recorded in metrics and the "
+        "ledger (tag tollgate_arm). See docs/routing.md.",
+    )
+    shadow: ShadowConfig | None = Field(
+        None,
+        description="Shadow traffic: mirror a sampled share of this model's chat requests to a candidate "
+        "deployment in the background, never affecting the client; its cost is recorded apart and never "
+        "charged to the caller (docs/routing.md).",
     )
     description: str | None = Field(None, description="Free text for the people who maintain this config.")
 
@@ -167,6 +211,18 @@ class BreakerConfig(_Strict):
     )
 
 
+class QueueConfig(_Strict):
+    max_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="When every candidate of a request is at max_concurrency, wait up to this many seconds for "
+        "a slot in the first one's queue (highest caller metadata 'priority' first) instead of answering 503 at "
+        "once. 0 turns queueing off.",
+    )
+    max_size: int = Field(100, ge=1, description="Requests waiting per deployment; past it, 503 with Retry-After.")
+
+
 class RoutingConfig(_Strict):
     retries: RetryConfig = Field(default_factory=RetryConfig, description="Same-deployment retries and backoff.")
     retry_budget: RetryBudgetConfig = Field(
@@ -176,6 +232,10 @@ class RoutingConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker per deployment.")
     latency_alpha: float = Field(
         0.3, gt=0, le=1, description="Weight of the newest sample in the latency moving averages (least_latency)."
+    )
+    queue: QueueConfig = Field(
+        default_factory=QueueConfig,
+        description="Priority queues at max_concurrency: bounded waits, higher caller priority first.",
     )
     rules: list[RuleConfig] = Field(
         default_factory=list,

@@ -14,7 +14,7 @@ from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
 from tollgate.observability.langfuse import LangfuseExporter
 from tollgate.observability.metrics import GatewayMetrics
-from tollgate.observability.recorder import MetricsRecorder, StateReadings
+from tollgate.observability.recorder import MetricsRecorder, RoutingReadings, StateReadings
 from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
@@ -27,11 +27,15 @@ from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.policies.reservation import ReservationPolicy
+from tollgate.policies.shadow import ShadowPolicy
 from tollgate.pricing import PriceBook
+from tollgate.providers.base import Deployment
 from tollgate.state.cache import open_cache_store
 from tollgate.state.counters import open_counter_store
 from tollgate.state.factory import open_storage
 from tollgate.state.invalidation import open_invalidation_bus
+from tollgate.types import JSONObject
+from tollgate.wire.openai import ChatRequest, Usage
 
 
 def build_gateway(
@@ -85,10 +89,24 @@ def build_gateway(
     if config.guardrails.audit.enabled:  # one audit record per decision any guard left in the context
         guard_audit = GuardrailAuditPolicy(storage.audit, max_queue=config.guardrails.audit.max_queue)
         gateway.finalize_policies += (guard_audit,)
+
+    # Shadow traffic (policies/shadow.py): the last admit policy (it samples admitted requests), the first
+    # respond policy and stream filter (it keeps the provider's own answer), after the ledger in FINALIZE.
+    async def shadow_call(dep: Deployment, req: ChatRequest) -> tuple[JSONObject, Usage | None]:
+        done = await gateway.dispatcher.shadow(dep, req)
+        return done.data, done.usage
+
+    shadow = gateway.shadow = ShadowPolicy(
+        lambda: gateway.snapshot.shadows, shadow_call, ledger, gateway.routing_state.events
+    )
+    gateway.admit_policies += (shadow,)
+    gateway.respond_policies = (shadow, *gateway.respond_policies)
+    gateway.stream_filters = (shadow, *gateway.stream_filters)
+    gateway.finalize_policies += (shadow,)  # after the ledger: it reads the primary's priced cost
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
-    gateway.services = (bus, ledger, rate_limits, budgets)
+    gateway.services = (bus, ledger, rate_limits, budgets, shadow)
     if guard_audit is not None:
         gateway.services += (guard_audit,)
     gateway.closers = (counters.close,)
@@ -166,6 +184,7 @@ def build_gateway(
             readings=readings,
             max_model_labels=mc.max_model_labels,
             require_auth=mc.require_auth,
+            routing=RoutingReadings(gateway.routing_state, lambda: gateway.snapshot.deployment_keys),
         )
         gateway.finalize_policies += (recorder,)
     return gateway

@@ -30,10 +30,13 @@ from tollgate.errors import (
     UpstreamError,
 )
 from tollgate.observability import tracing
-from tollgate.providers.base import ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
+from tollgate.providers.base import Deployment, ProviderAdapter, RelayDecoder, UpstreamRequest, WireFormat
+from tollgate.routing.events import skip_reason
+from tollgate.routing.queue import SlotQueue, priority_of
 from tollgate.routing.resolver import Route
 from tollgate.routing.retry import after_failure
 from tollgate.routing.rules import no_compliant_error
+from tollgate.routing.split import arm_first, assign
 from tollgate.routing.strategies import Candidate, RoutingState, order
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
@@ -122,6 +125,15 @@ Prepare = Callable[[ProviderAdapter], P]
 Call = Callable[[ProviderAdapter, P], Awaitable[T]]
 
 
+@dataclass(slots=True)
+class _Queued:
+    """The attempt loop's queue state: candidates skipped because full, and a slot a queue handed over."""
+
+    full: list[Candidate] = dataclasses.field(default_factory=list)
+    slot: Candidate | None = None
+    waited: bool = False
+
+
 class Dispatcher:
     def __init__(self, snapshot: Snapshot, transport: Transport, state: RoutingState) -> None:
         self.snapshot = snapshot
@@ -136,6 +148,8 @@ class Dispatcher:
     ) -> Completed | ChunkStream | RelayStream:
         """Answer from the first deployment that can. With ``relay`` set to the client's format, a stream
         from a provider of that same format is forwarded as its own bytes (no stream filter may be active)."""
+        if ctx.shadow is not None:  # sampled for shadow traffic: the request as sent, after the guardrails
+            ctx.shadow.body = req.body
 
         async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> Completed | ChunkStream | RelayStream:
             if req.stream:
@@ -154,6 +168,7 @@ class Dispatcher:
         settings = state.settings
         clock = state.clock
         state.budget.record_request(clock(), settings.budget)
+        ctx.routed = True
         ordered = order(
             route.strategy,
             route.plan,
@@ -162,74 +177,137 @@ class Dispatcher:
             output_tokens=ctx.max_output_tokens or _NOMINAL_OUTPUT_TOKENS,
             stream=ctx.stream,
         )
+        if route.split is not None:
+            arm = assign(route.split, route.plan, ctx, state.rng)
+            if arm is not None:
+                ordered = arm_first(ordered, arm)
+                ctx.route_arm = arm.key
+                ctx.extra_headers.append((b"x-tollgate-arm", arm.key.encode()))
         ctx.extra_headers.append((b"x-tollgate-route-strategy", route.strategy.encode()))
         last_error: TollgateError | None = None
         skipped: list[str] = []
         calls = retries = 0
+        queued = _Queued()
         try:
-            for cand in ordered:
-                adapter = self.snapshot.adapter(cand.deployment)
-                try:
-                    prepared = prepare(adapter)
-                except UnsupportedParameterError as exc:
-                    # Another candidate may support the parameter; the last word is the last candidate's.
-                    last_error = exc
-                    continue
-                while True:
-                    now = clock()
-                    reason = state.acquire(cand, now)
-                    if reason is not None:
-                        skipped.append(f"{cand.key}: {reason}")
-                        break
-                    if calls and not state.budget.try_spend(now, settings.budget):
-                        self._unused(cand)
-                        log.warning("retry budget exhausted: not calling %s for %s", cand.key, route.requested)
-                        assert last_error is not None
-                        raise self._exhausted(route, last_error)
-                    calls += 1
-                    ctx.deployment, ctx.attempts, ctx.fallback = (
-                        cand.deployment,
-                        ctx.attempts + 1,
-                        cand is not ordered[0],
-                    )
-                    traced = tracing.attempt(ctx, cand.deployment)  # None unless the request is traced
+            while True:
+                for position, cand in enumerate(ordered, 1):
+                    if queued.slot is not None and cand is not queued.slot:
+                        continue  # the second pass: only the deployment whose queue gave a slot
+                    adapter = self.snapshot.adapter(cand.deployment)
                     try:
-                        if traced is None:
-                            result = await call(adapter, prepared)
-                        else:
-                            sending = tracing.sending(traced)
-                            try:
-                                result = await call(adapter, prepared)
-                            finally:
-                                tracing.done_sending(sending)
-                    except UpstreamError as exc:
-                        if traced is not None:
-                            traced.failed(exc.code or exc.type)
+                        prepared = prepare(adapter)
+                    except UnsupportedParameterError as exc:
+                        # Another candidate may support the parameter; the last word is the last candidate's.
                         last_error = exc
-                        self._failed(cand, exc, clock())
-                        if not exc.retryable:
+                        continue
+                    while True:
+                        now = clock()
+                        if queued.slot is cand:
+                            queued.slot = None
+                            reason = state.take_queued(cand, now)
+                        else:
+                            reason = state.acquire(cand, now)
+                        if reason is not None:
+                            skipped.append(f"{cand.key}: {reason}")
+                            why = skip_reason(reason)
+                            state.events.skip(cand.key, why)
+                            if why == "max_concurrency":
+                                queued.full.append(cand)
+                            break
+                        if calls and not state.budget.try_spend(now, settings.budget):
+                            self._unused(cand)
+                            log.warning("retry budget exhausted: not calling %s for %s", cand.key, route.requested)
+                            assert last_error is not None
+                            raise self._exhausted(route, last_error)
+                        calls += 1
+                        ctx.deployment, ctx.attempts, ctx.fallback = (
+                            cand.deployment,
+                            ctx.attempts + 1,
+                            cand is not ordered[0],
+                        )
+                        traced = tracing.attempt(ctx, cand.deployment)  # None unless the request is traced
+                        try:
+                            if traced is None:
+                                result = await call(adapter, prepared)
+                            else:
+                                sending = tracing.sending(traced)
+                                try:
+                                    result = await call(adapter, prepared)
+                                finally:
+                                    tracing.done_sending(sending)
+                        except UpstreamError as exc:
+                            if traced is not None:
+                                traced.failed(exc.code or exc.type)
+                            last_error = exc
+                            self._failed(cand, exc, clock())
+                            if not exc.retryable:
+                                raise
+                            choice = after_failure(retries, exc.retry_after, settings.retries, state.rng)
+                            if choice.step == "retry" and state.budget.can_spend(clock(), settings.budget):
+                                retries += 1
+                                state.events.retry(cand.key)
+                                await asyncio.sleep(choice.delay)
+                                continue
+                            if position < len(ordered):
+                                state.events.fallback(cand.key)  # moves on to the next candidate
+                            break
+                        except BaseException:
+                            if traced is not None:
+                                traced.abandoned()
+                            self._unused(cand)  # cancelled (the client left) or a bug: no outcome to record
                             raise
-                        choice = after_failure(retries, exc.retry_after, settings.retries, state.rng)
-                        if choice.step == "retry" and state.budget.can_spend(clock(), settings.budget):
-                            retries += 1
-                            await asyncio.sleep(choice.delay)
-                            continue
-                        break
-                    except BaseException:
                         if traced is not None:
-                            traced.abandoned()
-                        self._unused(cand)  # cancelled (the client left) or a bug: no outcome to record
-                        raise
-                    if traced is not None:
-                        traced.succeeded(getattr(result, "usage", None), isinstance(result, StartedStream))
-                    self._succeeded(cand, result, clock() - now)
-                    return result
+                            traced.succeeded(getattr(result, "usage", None), isinstance(result, StartedStream))
+                        self._succeeded(cand, result, clock() - now)
+                        return result
+                if calls == 0 and queued.full and not queued.waited and settings.queue.enabled:
+                    # Every candidate was skipped and some only because they were full: wait for a slot.
+                    queued.waited = True
+                    queued.slot = await self._wait_for_slot(ctx, route, queued.full[0])
+                    continue
+                break
             if last_error is None or (calls == 0 and skipped):
                 raise self._unavailable(route, skipped)
             raise self._exhausted(route, last_error)
         finally:
             if ctx.deployment is not None:
                 ctx.extra_headers.append((b"x-tollgate-deployment", ctx.deployment.label.encode()))
+
+    async def _wait_for_slot(self, ctx: RequestContext, route: Route, cand: Candidate) -> Candidate:
+        """Wait in ``cand``'s queue until a slot is handed over (routing/queue.py); 503 with Retry-After when
+        the queue is full or the wait runs out."""
+        state = self.state
+        settings = state.settings.queue
+        queue = state.queues.get(cand.key)
+        if queue is None:
+            queue = state.queues[cand.key] = SlotQueue()
+        if len(queue) >= settings.max_size:
+            state.events.skip(cand.key, "queue_full")
+            raise ServiceUnavailableError(
+                f"Every deployment of model '{route.requested}' is at its concurrency limit and the queue of "
+                f"{cand.key} is full ({settings.max_size} waiting). Retry shortly.",
+                code="deployment_queue_full",
+                headers={"retry-after": "1"},
+            )
+        started = state.clock()
+        slot = queue.push(priority_of(ctx))
+        try:
+            await asyncio.wait_for(slot, settings.max_wait_seconds)
+        except TimeoutError:
+            state.events.skip(cand.key, "queue_timeout")
+            raise ServiceUnavailableError(
+                f"Every deployment of model '{route.requested}' stayed at its concurrency limit: waited "
+                f"{settings.max_wait_seconds:g}s in the queue of {cand.key}. Retry shortly.",
+                code="deployment_queue_timeout",
+                headers={"retry-after": "1"},
+            ) from None
+        except BaseException:
+            if slot.done() and not slot.cancelled():
+                state.release(cand)  # handed over just as the client left: pass it on
+            raise
+        waited_ms = (state.clock() - started) * 1000.0
+        ctx.extra_headers.append((b"x-tollgate-queue-wait-ms", f"{waited_ms:.1f}".encode()))
+        return cand
 
     @staticmethod
     def _exhausted(route: Route, last_error: TollgateError) -> TollgateError:
@@ -251,18 +329,25 @@ class Dispatcher:
         state.release(cand)
         breaker = state.breaker(cand.key)
         if exc.retryable:
+            state.events.call(cand.key, "retryable_error")
             changed = breaker.failure(now, state.settings.breaker)
             if changed is not None:
+                state.events.transition(cand.key, changed)
                 log.warning("circuit breaker of %s is now %s (%s)", cand.key, changed, breaker.reason)
         elif isinstance(exc, ProviderBadRequestError):
-            breaker.success(now, state.settings.breaker)  # it answered: the deployment is up
+            state.events.call(cand.key, "error")
+            if breaker.success(now, state.settings.breaker) is not None:  # it answered: the deployment is up
+                state.events.transition(cand.key, "closed")
         else:
+            state.events.call(cand.key, "error")
             breaker.release()
 
     def _succeeded(self, cand: Candidate, result: object, elapsed: float) -> None:
         state = self.state
         now = state.clock()
+        state.events.call(cand.key, "success")
         if state.breaker(cand.key).success(now, state.settings.breaker) is not None:
+            state.events.transition(cand.key, "closed")
             log.warning("circuit breaker of %s is now closed (a probe succeeded)", cand.key)
         stats = state.stats(cand.key)
         alpha = state.settings.latency_alpha
@@ -358,6 +443,12 @@ class Dispatcher:
         except BaseException:
             resp.close()
             raise
+
+    async def shadow(self, deployment: Deployment, req: ChatRequest) -> Completed:
+        """One non-streaming call to a shadow candidate (policies/shadow.py): no retry, no fallback, and
+        nothing recorded in the routing state (breakers, latency averages, in-flight, retry budget)."""
+        adapter = self.snapshot.adapter(deployment)
+        return await self._complete(adapter, adapter.chat_request(req), req)
 
     async def embeddings(self, ctx: RequestContext, body: JSONObject, route: Route) -> tuple[JSONObject, Usage | None]:
         async def call(adapter: ProviderAdapter, upstream: UpstreamRequest) -> tuple[JSONObject, Usage | None]:

@@ -25,6 +25,7 @@ from tollgate.core.transport import Transport
 from tollgate.observability import tracing
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
+from tollgate.policies.shadow import ShadowPolicy
 from tollgate.routing.resolver import Route
 from tollgate.routing.rules import RequestFacts, no_compliant_error
 from tollgate.routing.strategies import RoutingState
@@ -78,6 +79,7 @@ class Gateway:
         self.respond_policies: tuple[RespondPolicy, ...] = ()
         self.finalize_policies: tuple[FinalizePolicy, ...] = ()
         self.cache: CachePolicy | None = None  # the exact response cache (CACHE_LOOKUP), off when None
+        self.shadow: ShadowPolicy | None = None  # shadow traffic (policies/shadow.py), for GET /admin/shadow
         self.snapshot = snapshot
         self.routing_state = RoutingState(snapshot.routing)
         self.dispatcher = Dispatcher(snapshot, transport, self.routing_state)

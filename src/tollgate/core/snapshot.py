@@ -23,9 +23,12 @@ from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment, ProviderAdapter, Timeouts
 from tollgate.providers.registry import build_adapter
 from tollgate.routing.breaker import BreakerSettings
+from tollgate.routing.queue import QueueSettings
 from tollgate.routing.resolver import ModelResolver, Route
 from tollgate.routing.retry import BudgetSettings, RetrySettings
 from tollgate.routing.rules import RouteRules
+from tollgate.routing.shadow import ShadowTarget
+from tollgate.routing.split import Split
 from tollgate.routing.strategies import Candidate, RoutingSettings
 from tollgate.types import JSONObject
 
@@ -65,7 +68,25 @@ class Snapshot:
         plans = {
             name: (model.strategy, self._plan(model, logical[name], prices)) for name, model in config.models.items()
         }
-        self.resolver = ModelResolver(logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans)
+        # The deployments the config declares (``provider/model``): the only ones metrics label by name.
+        self.deployment_keys = frozenset(c.key for _, plan in plans.values() for c in plan)
+        splits = {
+            name: Split(model.split.sticky, name) for name, model in config.models.items() if model.split is not None
+        }
+        self.resolver = ModelResolver(
+            logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans, splits
+        )
+        # Shadow traffic per logical model (routing/shadow.py, policies/shadow.py).
+        self.shadows: dict[str, ShadowTarget] = {}
+        for name, model in config.models.items():
+            if model.shadow is None:
+                continue
+            provider, model_id = model.shadow.deployment.split("/", 1)
+            if provider not in self.providers:  # an environment provider whose variable is not set
+                raise ValueError(f"models.{name}.shadow.deployment: provider {provider!r} is not configured")
+            dep = self.deployment(provider, model_id)
+            self.shadows[name] = ShadowTarget(dep, model.shadow.sample, model.shadow.max_concurrency)
+        self.deployment_keys |= {t.key for t in self.shadows.values()}
         self.routing = routing_settings(config.routing)
         self.rules = RouteRules(config.routing.rules, config.routing.residency, self.resolver.resolve)
         digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
@@ -168,4 +189,5 @@ def routing_settings(cfg: RoutingConfig) -> RoutingSettings:
             k.half_open_probes,
         ),
         latency_alpha=cfg.latency_alpha,
+        queue=QueueSettings(cfg.queue.max_wait_seconds, cfg.queue.max_size),
     )

@@ -178,6 +178,63 @@ class GatewayMetrics:
             ("endpoint", "model", "provider", *tenant),
         )
 
+        # Routing, per deployment. ``deployment`` is ``provider/model`` of a deployment the config declares
+        # (``other`` for direct provider/model addresses clients named), so the series stay bounded.
+        self.routing_decisions = self._counter(
+            "tollgate_routing_decisions",
+            "Requests that went through routing, by requested model, the deployment that answered (or failed "
+            "last; empty when none was called), the traffic-split arm (empty without a split) and outcome: "
+            "primary (the strategy's first choice answered), fallback (another deployment answered), failed "
+            "(an error was returned), unavailable (every deployment was skipped), cancelled (the client left).",
+            ("endpoint", "model", "deployment", "arm", "outcome"),
+        )
+        self.deployment_calls = self._counter(
+            "tollgate_deployment_calls",
+            "Upstream calls per deployment (every attempt: retries and fallbacks included), by outcome: "
+            "success, retryable_error (429, 5xx, timeout, connection) or error (not retryable, e.g. 400).",
+            ("deployment", "outcome"),
+        )
+        self.deployment_retries = self._counter(
+            "tollgate_deployment_retries",
+            "Same-deployment retries (after a backoff or a short Retry-After), by deployment.",
+            ("deployment",),
+        )
+        self.deployment_fallbacks = self._counter(
+            "tollgate_deployment_fallbacks",
+            "Times a deployment failed with a retryable error and the request moved on to the next candidate.",
+            ("deployment",),
+        )
+        self.deployment_skips = self._counter(
+            "tollgate_deployment_skips",
+            "Candidates passed over without a call, by deployment and reason (breaker_open, max_concurrency; "
+            "queue_full, queue_timeout when waiting in a priority queue failed).",
+            ("deployment", "reason"),
+        )
+        self.breaker_transitions = self._counter(
+            "tollgate_breaker_transitions",
+            "Circuit-breaker transitions, by deployment and the state entered (open, half_open, closed).",
+            ("deployment", "state"),
+        )
+        self.breaker_state = self._gauge(
+            "tollgate_breaker_state",
+            "Circuit-breaker state per deployment: 0 closed, 1 half-open, 2 open (the worst over workers).",
+            ("deployment",),
+            multiprocess_mode="livemax",
+        )
+        self.deployment_in_flight = self._gauge(
+            "tollgate_deployment_in_flight",
+            "Upstream calls in flight per deployment (streams until their end).",
+            ("deployment",),
+            multiprocess_mode="livesum",
+        )
+
+        self.shadow_calls = self._counter(
+            "tollgate_shadow_calls",
+            "Shadow (mirrored) calls to candidate deployments, by candidate and outcome: success, error, or "
+            "dropped (sampled but not sent: the model's shadow concurrency cap was reached).",
+            ("deployment", "outcome"),
+        )
+
         # Cache and guardrails: defined now so dashboards and alerts can use them; the cache and guardrail
         # work increments them (through the recorder, from their slots in the request context).
         self.cache_lookups = self._counter(

@@ -11,6 +11,7 @@ from prometheus_client import Counter, Histogram
 
 from tollgate.context import RequestContext
 from tollgate.observability.metrics import GatewayMetrics
+from tollgate.routing.strategies import RoutingState
 
 # Error types that mean the provider failed (when a deployment was called): its 5xx/429, a timeout, a
 # broken answer. A 400 the provider returned is the caller's mistake, and api_error is the gateway's own.
@@ -43,6 +44,18 @@ class StateReadings:
     guardrail_audit_dropped: Reading | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RoutingReadings:
+    """Routing's per-deployment state and counters (routing/events.py), and the deployments the current
+    config declares: the only ones exported by name (the rest are counted as ``other``)."""
+
+    state: RoutingState
+    deployments: Callable[[], frozenset[str]]
+
+
+_BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
 class MetricsRecorder:
     """Records every finished request in ``GatewayMetrics``. Runs last in FINALIZE, so it sees the cost the
     ledger priced; takes no lock of its own and does no I/O (prometheus-client updates are in memory, or an
@@ -56,6 +69,7 @@ class MetricsRecorder:
         readings: StateReadings | None = None,
         max_model_labels: int = 200,
         require_auth: bool = False,
+        routing: RoutingReadings | None = None,
     ) -> None:
         self.metrics = metrics
         self.require_auth = require_auth
@@ -86,6 +100,9 @@ class MetricsRecorder:
         self._queue_depth = r.ledger_queue_depth
         self._next_sample = 0.0
         self._series: dict[tuple[str, str, str, int, bool, tuple[str, ...]], _Series] = {}
+        self._routing = routing
+        self._routing_last: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._gauged: set[str] = set()  # deployments whose gauges were set (reset when they leave the config)
 
     # FINALIZE: must not raise or block.
     def on_finalize(self, ctx: RequestContext) -> None:
@@ -151,6 +168,8 @@ class MetricsRecorder:
         for d in ctx.guardrail_decisions:
             for rule in d.rules:
                 m.guardrail_decisions.labels(d.guardrail, rule, d.phase, d.action, *tenant).inc()
+        if ctx.routed:
+            self._routing_decision(ctx, endpoint, model, status)
         if ctx.config_version != self._config_version:
             self._set_config_version(ctx.config_version)
         if now >= self._next_sample:
@@ -171,6 +190,93 @@ class MetricsRecorder:
         if self._queue_depth is not None:
             with contextlib.suppress(Exception):
                 self.metrics.ledger_queue_depth.set(self._queue_depth())
+        if self._routing is not None:
+            with contextlib.suppress(Exception):  # a reading must never break FINALIZE
+                self._sample_routing(self._routing)
+
+    def _deployment_label(self, key: str | None) -> str:
+        if not key:
+            return ""
+        routing = self._routing
+        return key if routing is not None and key in routing.deployments() else OTHER_MODEL
+
+    def _routing_decision(self, ctx: RequestContext, endpoint: str, model: str, status: int) -> None:
+        dep = ctx.deployment
+        if ctx.client_disconnected:
+            outcome = "cancelled"
+        elif dep is None:
+            outcome = "unavailable" if status >= 400 else "primary"
+        elif status >= 400:
+            outcome = "failed"
+        else:
+            outcome = "fallback" if ctx.fallback else "primary"
+        deployment = self._deployment_label(dep.label if dep is not None else None)
+        arm = self._deployment_label(ctx.route_arm)
+        self.metrics.routing_decisions.labels(endpoint, model, deployment, arm, outcome).inc()
+
+    def _sample_routing(self, routing: RoutingReadings) -> None:
+        """Counters of routing/events.py into metrics (the increase since the last sample), and the breaker
+        state and in-flight gauges of the configured deployments."""
+        m = self.metrics
+        state = routing.state
+        events = state.events
+        configured = routing.deployments()
+
+        def label(key: str) -> str:
+            return key if key in configured else OTHER_MODEL
+
+        counts: dict[tuple[str, tuple[str, ...]], int] = {}
+
+        def add(metric: str, labels: tuple[str, ...], value: int) -> None:
+            k = (metric, labels)
+            counts[k] = counts.get(k, 0) + value
+
+        for (key, outcome), n in list(events.calls.items()):
+            add("calls", (label(key), outcome), n)
+        for key, n in list(events.retries.items()):
+            add("retries", (label(key),), n)
+        for key, n in list(events.fallbacks.items()):
+            add("fallbacks", (label(key),), n)
+        for (key, reason), n in list(events.skips.items()):
+            add("skips", (label(key), reason), n)
+        for (key, to), n in list(events.breaker_transitions.items()):
+            add("transitions", (label(key), to), n)
+        for (key, shadow_outcome), n in list(events.shadow_calls.items()):
+            add("shadow", (label(key), shadow_outcome), n)
+        now = state.clock()
+        settings = state.settings.breaker
+        gauges: dict[str, tuple[int, int]] = {key: (0, 0) for key in configured}
+        for key, breaker in list(state.breakers.items()):
+            value = _BREAKER_VALUE[breaker.current(now, settings)]  # reads an expired open as half-open
+            if breaker.half_opens:
+                add("transitions", (label(key), "half_open"), breaker.half_opens)
+            if key in gauges:
+                gauges[key] = (value, gauges[key][1])
+        for key, n in list(state.in_flight.items()):
+            if key in gauges:
+                gauges[key] = (gauges[key][0], n)
+        counters = {
+            "calls": m.deployment_calls,
+            "retries": m.deployment_retries,
+            "fallbacks": m.deployment_fallbacks,
+            "skips": m.deployment_skips,
+            "transitions": m.breaker_transitions,
+            "shadow": m.shadow_calls,
+        }
+        last = self._routing_last
+        for k, value in counts.items():
+            before = last.get(k, 0)
+            if value > before:
+                counters[k[0]].labels(*k[1]).inc(value - before)
+            last[k] = value
+        for key, (breaker_value, in_flight) in gauges.items():
+            m.breaker_state.labels(key).set(breaker_value)
+            m.deployment_in_flight.labels(key).set(in_flight)
+        for gone in self._gauged - gauges.keys():  # removed by a reload: drop its series
+            with contextlib.suppress(KeyError):
+                m.breaker_state.remove(gone)
+                m.deployment_in_flight.remove(gone)
+        self._gauged = set(gauges)
 
     def _model_label(self, model: str | None, unrouted_status: int) -> str:
         if model is None:

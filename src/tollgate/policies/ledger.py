@@ -23,13 +23,18 @@ from pathlib import Path
 
 from tollgate.context import RequestContext
 from tollgate.pricing import NANOS_PER_USD, PriceBook
-from tollgate.state.ledger import LedgerRow, LedgerStore, clean_tags
+from tollgate.providers.base import Deployment
+from tollgate.routing.split import ARM_TAG
+from tollgate.state.ledger import SHADOW_ENDPOINT, LedgerRow, LedgerStore, clean_tags
 from tollgate.state.ledger_journal import LedgerJournal
 from tollgate.state.ledger_spool import LedgerSpool
+from tollgate.wire.openai import Usage
 
 log = logging.getLogger("tollgate.ledger")
 
 SPOOL_FILE = "ledger-spool.jsonl"
+# The tag of a shadow call's row naming the request it mirrored.
+SHADOW_OF_TAG = "tollgate_shadow_of"
 
 # The endpoints that call (or would have called) a model: one ledger row per request to these.
 METERED_ENDPOINTS = frozenset({"chat", "embeddings", "completions", "messages", "simple_chat"})
@@ -88,16 +93,7 @@ class LedgerPolicy:
     def on_finalize(self, ctx: RequestContext) -> None:
         if ctx.endpoint not in METERED_ENDPOINTS:
             return  # admin calls, model lists and token counts cost nothing and are audited elsewhere
-        row = self.row_for(ctx)
-        if self._stopped or len(self._queue) >= self.max_queue:
-            # Overload or shutdown: the one case that does disk I/O here, because dropping is worse.
-            self._spool_now([row])
-            return
-        journal = self.journal
-        if journal is not None and self._running:
-            journal.append(row)  # one write to the page cache: survives a kill of this process
-            self._journaled = True
-        self._queue.append(row)
+        self._enqueue(self.row_for(ctx))
         if len(self._queue) >= self.batch_size and not self._wake_pending:
             self._wake()
 
@@ -134,8 +130,53 @@ class LedgerPolicy:
             stream=ctx.stream,
             client_disconnected=ctx.client_disconnected,
             usage_estimated=usage.estimated if usage else False,
-            tags=clean_tags(ctx.metadata),
+            tags=_tags(ctx),
         )
+
+    def record_shadow(
+        self,
+        of: RequestContext,
+        dep: Deployment,
+        usage: Usage | None,
+        latency_ms: float,
+        status: int,
+        error_type: str | None,
+    ) -> int:
+        """Queue the row of a shadow call made for request ``of`` (policies/shadow.py); returns its cost in
+        nano-dollars. The row names no key, user, team or org, its endpoint is ``shadow`` and the daily
+        aggregates skip it, so no tenant's spend report, total or budget ever includes it."""
+        nanos = self.prices.cost_nanos(dep, usage)
+        row = LedgerRow(
+            id=f"{self._id_prefix}{next(self._ids):010x}",
+            request_id=f"{of.request_id}:shadow",
+            ts=round(time.time(), 6),
+            endpoint=SHADOW_ENDPOINT,
+            requested_model=of.requested_model,
+            provider=dep.provider,
+            upstream_model=dep.model,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            cost_nanos=nanos,
+            latency_ms=round(latency_ms, 3),
+            status=status,
+            error_type=error_type,
+            usage_estimated=usage.estimated if usage else False,
+            tags={SHADOW_OF_TAG: of.request_id},
+        )
+        self._enqueue(row)
+        return nanos
+
+    def _enqueue(self, row: LedgerRow) -> None:
+        if self._stopped or len(self._queue) >= self.max_queue:
+            # Overload or shutdown: the one case that does disk I/O here, because dropping is worse.
+            self._spool_now([row])
+            return
+        journal = self.journal
+        if journal is not None and self._running:
+            journal.append(row)  # one write to the page cache: survives a kill of this process
+            self._journaled = True
+        self._queue.append(row)
 
     @property
     def queued(self) -> int:
@@ -310,3 +351,12 @@ class LedgerPolicy:
             # Nowhere left to put it: keep it in memory past the bound rather than lose it.
             log.exception("ledger spool %s is not writable; queueing past the limit", self.spool.path)
             self._queue.extend(rows)
+
+
+def _tags(ctx: RequestContext) -> dict[str, str]:
+    """The request's tags, plus the traffic-split arm it was assigned to (routing/split.py)."""
+    tags = clean_tags(ctx.metadata)
+    tags.pop(ARM_TAG, None)  # the gateway's own tag: a client cannot set it
+    if ctx.route_arm is not None:
+        tags[ARM_TAG] = ctx.route_arm
+    return tags

@@ -32,6 +32,7 @@ class CircuitBreaker:
         "_failures",
         "_probe_started",
         "consecutive",
+        "half_opens",
         "opened_at",
         "probes",
         "reason",
@@ -44,6 +45,7 @@ class CircuitBreaker:
         self.opened_at = 0.0
         self.reason = ""
         self.probes = 0  # probes in flight while half-open
+        self.half_opens = 0  # times the open time ran out (open -> half_open), for metrics
         self._probe_started = 0.0
         self._calls = [0] * _BUCKETS
         self._failures = [0] * _BUCKETS
@@ -54,6 +56,7 @@ class CircuitBreaker:
         if self.state == "open" and now - self.opened_at >= settings.open_seconds:
             self.state = "half_open"
             self.probes = 0
+            self.half_opens += 1
         return self.state
 
     def allow(self, now: float, settings: BreakerSettings) -> bool:

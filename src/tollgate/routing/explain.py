@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tollgate.routing.resolver import Route
-from tollgate.routing.strategies import RoutingState, describe, order
+from tollgate.routing.split import arm_first, arms
+from tollgate.routing.strategies import Candidate, RoutingState, describe, order
 from tollgate.types import JSONObject, JSONValue
 
 _STRATEGY_WHY = {
@@ -23,6 +24,7 @@ def explain(
     output_tokens: int,
     stream: bool,
     config_version: str,
+    arm: Candidate | None = None,
 ) -> JSONObject:
     """The decision the dispatcher would take for a request now, and why; changes no state except
     reading breakers' time-based transitions (an open breaker past its open time reads as half-open)."""
@@ -30,6 +32,8 @@ def explain(
     ordered = order(
         route.strategy, route.plan, state, prompt_tokens=prompt_tokens, output_tokens=output_tokens, stream=stream
     )
+    if arm is not None:
+        ordered = arm_first(ordered, arm)
     settings = state.settings
     candidates: list[JSONValue] = []
     chosen: str | None = None
@@ -94,6 +98,15 @@ def explain(
     error_code: str | None = None  # the 503 a request would get now
     if chosen is None:
         error_code = "no_compliant_deployment" if route.residency or not route.plan else "no_healthy_deployment"
+    split: JSONValue = None
+    if route.split is not None:
+        members = arms(route.plan)
+        total = sum(c.weight for c in members)
+        split = {
+            "sticky": route.split.sticky,
+            "arm": arm.key if arm is not None else None,
+            "arms": [{"deployment": c.key, "weight": c.weight, "share": round(c.weight / total, 6)} for c in members],
+        }
     return {
         "model": route.requested,
         "logical": route.logical,
@@ -105,6 +118,7 @@ def explain(
         "error_code": error_code,
         "target": route.target,
         "rules_matched": list(route.rules),
+        "split": split,
         "residency": list(route.residency),
         "candidates": candidates,
         "retries": {

@@ -9,6 +9,7 @@ from typing import Literal
 from tollgate.config.catalog import provider_type_for
 from tollgate.errors import ModelNotFoundError
 from tollgate.providers.base import Deployment
+from tollgate.routing.split import Split
 from tollgate.routing.strategies import Candidate, Strategy
 
 _SEE = "Call GET /v1/models to see the models you can use."
@@ -45,6 +46,7 @@ class Route:
     rules: tuple[str, ...] = ()  # the names of the rules that matched, in order
     excluded: tuple[Exclusion, ...] = ()  # candidates removed before the strategy ran
     residency: tuple[str, ...] = ()  # the data-residency zones the request is pinned to
+    split: Split | None = None  # a traffic split (A/B) between the deployments (routing/split.py)
 
     def __post_init__(self) -> None:
         if len(self.plan) != len(self.candidates):
@@ -60,9 +62,16 @@ class ModelResolver:
         providers: Mapping[str, str],
         make_deployment: Callable[[str, str], Deployment],
         plans: Mapping[str, tuple[Strategy, tuple[Candidate, ...]]] | None = None,
+        splits: Mapping[str, Split] | None = None,
     ) -> None:
         self._logical = {
-            name: Route(name, deps, True, *(plans[name] if plans and name in plans else ("priority", ())))
+            name: Route(
+                name,
+                deps,
+                True,
+                *(plans[name] if plans and name in plans else ("priority", ())),
+                split=splits.get(name) if splits else None,
+            )
             for name, deps in logical.items()
         }
         self._providers = dict(providers)  # name -> type

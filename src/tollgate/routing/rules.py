@@ -386,6 +386,7 @@ class RouteRules:
             rules=decision.matched,
             excluded=tuple(excluded),
             residency=decision.zones,
+            split=base.split,
         )
 
     def _refuses(self, cand: Candidate, decision: Decision) -> tuple[Literal["rule", "residency"], str] | None:

@@ -10,6 +10,8 @@ from typing import Literal
 
 from tollgate.providers.base import Deployment
 from tollgate.routing.breaker import BreakerSettings, CircuitBreaker
+from tollgate.routing.events import RoutingEvents
+from tollgate.routing.queue import QueueSettings, SlotQueue
 from tollgate.routing.retry import BudgetSettings, RetryBudget, RetrySettings
 
 Strategy = Literal["priority", "weighted", "least_latency", "lowest_cost", "least_busy"]
@@ -48,6 +50,7 @@ class RoutingSettings:
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     latency_alpha: float = 0.3
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
 
 class LatencyStats:
@@ -86,6 +89,8 @@ class RoutingState:
         self.latency: dict[str, LatencyStats] = {}
         self.in_flight: dict[str, int] = {}
         self.budget = RetryBudget()
+        self.events = RoutingEvents()  # cumulative counts for metrics (routing/events.py)
+        self.queues: dict[str, SlotQueue] = {}  # waiters for a slot, per deployment (routing/queue.py)
 
     def breaker(self, key: str) -> CircuitBreaker:
         found = self.breakers.get(key)
@@ -125,8 +130,19 @@ class RoutingState:
         return None
 
     def release(self, cand: Candidate) -> None:
-        """The call taken by ``acquire`` ended (its outcome is recorded separately)."""
+        """The call taken by ``acquire`` ended (its outcome is recorded separately). With requests queued
+        for the deployment, the slot goes straight to the next of them instead of being freed."""
+        queue = self.queues.get(cand.key)
+        if queue is not None and queue.hand_over():
+            return
         self.in_flight[cand.key] = max(self.in_flight.get(cand.key, 0) - 1, 0)
+
+    def take_queued(self, cand: Candidate, now: float) -> str | None:
+        """Use a slot a queue handed over (already counted in flight), unless the breaker now refuses."""
+        if not self.breaker(cand.key).allow(now, self.settings.breaker):
+            self.release(cand)
+            return self.unavailable(cand, now) or "circuit breaker open"
+        return None
 
 
 def order(

@@ -20,6 +20,9 @@ import orjson
 
 from tollgate.types import JSONObject
 
+# The endpoint of a shadow call's row (policies/shadow.py): recorded, but never part of spend reports.
+SHADOW_ENDPOINT = "shadow"
+
 GroupBy = Literal["key", "user", "team", "org", "model", "day"]
 GROUP_BYS: tuple[GroupBy, ...] = ("user", "team", "org", "model", "key", "day")
 # Dimensions stored in the aggregate table; "day" reports read the "all" dimension.
@@ -194,6 +197,8 @@ TEAM_GROUP_BYS: tuple[GroupBy, ...] = ("user", "model", "key", "day")
 
 
 def dimension_values(row: LedgerRow) -> tuple[tuple[str, str], ...]:
+    if row.endpoint == SHADOW_ENDPOINT:
+        return ()  # a shadow call is the operator's experiment, not the tenant's spend: in no aggregate
     key, user, model = row.key_id or NONE_VALUE, row.user_id or NONE_VALUE, row.model_label()
     dims = (
         ("all", NONE_VALUE),
@@ -313,7 +318,8 @@ class LedgerStore(Protocol):
         ...
 
     async def scan_totals(self, since: date, until: date) -> SpendLine:
-        """The same totals summed from the ledger rows themselves (a full range scan: audits and tests)."""
+        """The same totals summed from the ledger rows themselves (a full range scan: audits and tests);
+        shadow rows excluded, as from the aggregates."""
         ...
 
     async def rows_for_request(self, request_id: str) -> list[LedgerRow]:

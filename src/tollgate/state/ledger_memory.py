@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from tollgate.state.ledger import (
+    SHADOW_ENDPOINT,
     AggregateKey,
     GroupBy,
     LedgerRow,
@@ -51,7 +52,7 @@ class MemoryLedgerStore:
         start, end = day_bounds(since, until)
         total = SpendLine("total")
         for row in self._rows.values():
-            if start <= row.ts < end:
+            if start <= row.ts < end and row.endpoint != SHADOW_ENDPOINT:
                 total.requests += 1
                 total.errors += 1 if row.status >= 400 else 0
                 total.input_tokens += row.input_tokens

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from tollgate.state.ledger import (
+    SHADOW_ENDPOINT,
     GroupBy,
     LedgerRow,
     SpendLine,
@@ -242,7 +243,9 @@ class PostgresLedgerStore:
         start = datetime(since.year, since.month, since.day, tzinfo=UTC)
         end = datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
         pool = await self._db.pool()
-        record = await pool.fetchrow(f"SELECT {_SUMS} FROM ledger WHERE ts >= $1 AND ts < $2", start, end)
+        record = await pool.fetchrow(
+            f"SELECT {_SUMS} FROM ledger WHERE ts >= $1 AND ts < $2 AND endpoint <> $3", start, end, SHADOW_ENDPOINT
+        )
         assert record is not None  # an aggregate query always returns one row
         return _line("total", record, 0)
 

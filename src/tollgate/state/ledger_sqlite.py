@@ -9,6 +9,7 @@ from datetime import date
 import orjson
 
 from tollgate.state.ledger import (
+    SHADOW_ENDPOINT,
     GroupBy,
     LedgerRow,
     SpendLine,
@@ -249,7 +250,9 @@ class SQLiteLedgerStore:
     async def scan_totals(self, since: date, until: date) -> SpendLine:
         start, end = day_bounds(since, until)
         row = await self._db.run(
-            lambda c: c.execute(f"SELECT {_SUMS} FROM ledger WHERE ts >= ? AND ts < ?", (start, end)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_SUMS} FROM ledger WHERE ts >= ? AND ts < ? AND endpoint <> ?", (start, end, SHADOW_ENDPOINT)
+            ).fetchone()
         )
         return _line("total", row)
 
