@@ -10,6 +10,7 @@ from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings
 from tollgate.core.gateway import Gateway
 from tollgate.core.reload import ConfigWatcher, Reloader
+from tollgate.core.secret_refresh import SecretRefresher
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
 from tollgate.observability.metrics import GatewayMetrics
@@ -99,9 +100,13 @@ def build_gateway(
         gateway.closers += (close_cache,)
     if config_path is not None:
         # Hot reload of the file this gateway was started from (core/reload.py).
-        gateway.reloader = Reloader(gateway, config_path, env, prices)
+        gateway.reloader = Reloader(gateway, config_path, env, prices, config.secret_store)
         if config.server.watch_config:
             gateway.services += (ConfigWatcher(gateway.reloader, config.server.watch_interval_seconds),)
+        if config.secret_store is not None and config.secrets.refresh_seconds > 0:
+            # Rotation without restart: changed ${file:...}/${vault:...} secrets are applied by a reload.
+            refresher = SecretRefresher(config.secret_store, gateway.reloader, config.secrets.refresh_seconds)
+            gateway.services += (refresher,)
     if wanted(config.tracing.enabled, env):
         tracer = gateway.tracing = Tracing(env=env)
 
