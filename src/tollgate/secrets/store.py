@@ -156,12 +156,6 @@ class SecretStore:
             self.rotations += len(changed)
             return changed
 
-    def oldest_age(self) -> float:
-        """Seconds since the least recently read secret in use was read (0 without secrets)."""
-        with self._lock:
-            times = [e.fetched_at for e in self._kv.values()] + [t for _, t in self._files.values()]
-            return self._clock() - min(times) if times else 0.0
-
     # -- internals ----------------------------------------------------------------------------------------
 
     def _kept(self, ref: SecretRef, exc: Exception, since: float) -> None:
