@@ -176,3 +176,29 @@ def test_vault_down_at_start_refuses_to_start_naming_the_secret(upstream: FakeSe
         err.value
     )
     assert "tok-gateway" not in str(err.value)
+
+
+def test_a_rotation_whose_reload_is_refused_is_applied_once_the_file_is_fixed(
+    upstream: FakeServer, vault: tuple[FakeServer, VaultState], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, state = vault
+    path = tmp_path / "tollgate.yaml"
+    good = CONFIG.format(vault=server.base_url, key="${vault:secret/data/tollgate/up#api_key}", base=upstream.base_url)
+    path.write_text(good)
+    with run_gateway(config_path=str(path), env={"VAULT_TOKEN": "tok-gateway"}) as gw:
+        version = gw.app.gateway.snapshot.version
+        path.write_text(good.replace("deployments:", "deployment:"))  # someone is editing the file, badly
+        state.put("secret", "tollgate/up", {"api_key": NEW})
+        wait_for(
+            lambda: any("secrets changed but the config cannot be reloaded" in r.getMessage() for r in caplog.records),
+            "the refused reload",
+        )
+        assert gw.app.gateway.snapshot.version == version
+        chat(gw)
+        assert bearer_of_last_call(upstream, "gpt-4o-mini") == f"Bearer {OLD}"  # the config in force
+        path.write_text(good)
+        wait_for(lambda: gw.app.gateway.snapshot.version != version, "the rotation to be applied")
+        chat(gw)
+        assert bearer_of_last_call(upstream, "gpt-4o-mini") == f"Bearer {NEW}"
+    for record in caplog.records:
+        no_secret_in(record.getMessage())

@@ -257,3 +257,23 @@ def test_refresh_finds_rotated_values_and_keeps_the_last_good_one_when_vault_is_
     state.put("secret", "tollgate/openai", {"api_key": KEY, "org": "org-1"})
     assert store.refresh() == [vault_ref]
     assert store.resolve(vault_ref) == KEY
+
+
+def test_a_token_file_is_read_again_when_vault_refuses_the_token(
+    vault: tuple[FakeServer, VaultState], tmp_path: Path
+) -> None:
+    server, state = vault
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-root\n")
+    section = f"secrets:\n  vault: {{address: '{server.base_url}', auth: {{token_file: '{token_file}'}}}}\n"
+    config = parse_config(provider_yaml("${vault:secret/data/tollgate/openai#api_key}", section), "<test>", {})
+    store = config.secret_store
+    assert store is not None
+    # A Vault Agent renewed the token: the old one is gone, the file holds the new one.
+    state.revoke_all()
+    state.add_token("tok-renewed", "secret/data/tollgate/")
+    token_file.write_text("tok-renewed\n")
+    state.put("secret", "tollgate/openai", {"api_key": OTHER})
+    assert store.refresh() == [SecretRef("vault", "secret/data/tollgate/openai#api_key")]
+    assert server.last.headers["X-Vault-Token"] == "tok-renewed"
+    assert store.failures == 0
