@@ -80,6 +80,14 @@ def chat(gw: RunningGateway) -> None:
     assert answer.choices[0].message.content
 
 
+def replace(path: Path, text: str) -> None:
+    """Swap the file's content in one rename, as a ConfigMap update does: the refresher retries its reload
+    every 50 ms here, and a file caught half-written (truncated, say) would be a different config."""
+    staged = path.with_suffix(".new")
+    staged.write_text(text)
+    staged.replace(path)
+
+
 def no_secret_in(text: str) -> None:
     assert OLD not in text and NEW not in text
 
@@ -133,6 +141,11 @@ def test_a_rotated_vault_key_is_used_at_once_a_stream_in_flight_finishes_and_vau
         no_secret_in(requests.get(gw.base_url + "/health/ready", timeout=5).text)
         no_secret_in(requests.get(gw.base_url + "/health", timeout=5).text)
         no_secret_in(requests.get(gw.base_url + "/admin/audit", headers=gw.auth(), timeout=5).text)
+        metrics = requests.get(gw.base_url + "/metrics", timeout=5).text
+        no_secret_in(metrics)
+        samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("tollgate_secret_"))
+        assert float(samples["tollgate_secret_rotations_total"]) == 1
+        assert float(samples["tollgate_secret_refresh_failures_total"]) >= 2
 
     messages = [record.getMessage() for record in caplog.records]
     assert any("secrets changed: vault:secret/data/tollgate/up#api_key" in m for m in messages)
@@ -187,7 +200,7 @@ def test_a_rotation_whose_reload_is_refused_is_applied_once_the_file_is_fixed(
     path.write_text(good)
     with run_gateway(config_path=str(path), env={"VAULT_TOKEN": "tok-gateway"}) as gw:
         version = gw.app.gateway.snapshot.version
-        path.write_text(good.replace("deployments:", "deployment:"))  # someone is editing the file, badly
+        replace(path, good.replace("deployments:", "deployment:"))  # someone is editing the file, badly
         state.put("secret", "tollgate/up", {"api_key": NEW})
         wait_for(
             lambda: any("secrets changed but the config cannot be reloaded" in r.getMessage() for r in caplog.records),
@@ -196,7 +209,7 @@ def test_a_rotation_whose_reload_is_refused_is_applied_once_the_file_is_fixed(
         assert gw.app.gateway.snapshot.version == version
         chat(gw)
         assert bearer_of_last_call(upstream, "gpt-4o-mini") == f"Bearer {OLD}"  # the config in force
-        path.write_text(good)
+        replace(path, good)
         wait_for(lambda: gw.app.gateway.snapshot.version != version, "the rotation to be applied")
         chat(gw)
         assert bearer_of_last_call(upstream, "gpt-4o-mini") == f"Bearer {NEW}"

@@ -98,14 +98,15 @@ def build_gateway(
     close_cache = getattr(cache_store, "aclose", None)
     if close_cache is not None:
         gateway.closers += (close_cache,)
+    store = config.secret_store
     if config_path is not None:
         # Hot reload of the file this gateway was started from (core/reload.py).
-        gateway.reloader = Reloader(gateway, config_path, env, prices, config.secret_store)
+        gateway.reloader = Reloader(gateway, config_path, env, prices, store)
         if config.server.watch_config:
             gateway.services += (ConfigWatcher(gateway.reloader, config.server.watch_interval_seconds),)
-        if config.secret_store is not None and config.secrets.refresh_seconds > 0:
+        if store is not None and config.secrets.refresh_seconds > 0:
             # Rotation without restart: changed ${file:...}/${vault:...} secrets are applied by a reload.
-            refresher = SecretRefresher(config.secret_store, gateway.reloader, config.secrets.refresh_seconds)
+            refresher = SecretRefresher(store, gateway.reloader, config.secrets.refresh_seconds)
             gateway.services += (refresher,)
     if wanted(config.tracing.enabled, env):
         tracer = gateway.tracing = Tracing(env=env)
@@ -125,6 +126,8 @@ def build_gateway(
             rate_limit_store_fallbacks=lambda: int(getattr(counters, "fallbacks", 0)),  # Redis store only
             rate_limit_store_errors=lambda: int(getattr(counters, "errors", 0)),
             rate_limit_unavailable=lambda: rate_limits.unavailable,
+            secret_refresh_failures=lambda: store.failures if store is not None else 0,
+            secret_rotations=lambda: store.rotations if store is not None else 0,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

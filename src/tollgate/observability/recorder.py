@@ -39,6 +39,8 @@ class StateReadings:
     rate_limit_store_fallbacks: Reading | None = None
     rate_limit_store_errors: Reading | None = None
     rate_limit_unavailable: Reading | None = None
+    secret_refresh_failures: Reading | None = None
+    secret_rotations: Reading | None = None
 
 
 class MetricsRecorder:
@@ -75,6 +77,8 @@ class MetricsRecorder:
                 (r.rate_limit_store_fallbacks, m.rate_limit_store_fallbacks),
                 (r.rate_limit_store_errors, m.rate_limit_store_errors),
                 (r.rate_limit_unavailable, m.rate_limit_unavailable),
+                (r.secret_refresh_failures, m.secret_refresh_failures),
+                (r.secret_rotations, m.secret_rotations),
             )
             if read is not None
         ]
