@@ -77,10 +77,6 @@ class SecretStore:
         self.failures = 0  # secrets a refresh could not read (the last good value was kept)
         self.rotations = 0  # secrets whose value a refresh found changed
 
-    @property
-    def vault_configured(self) -> bool:
-        return self._vault_settings is not None
-
     def configure_vault(self, settings: VaultSettings | None) -> None:
         """Set the Vault connection once (at the first load): changing it later needs a restart."""
         with self._lock:
@@ -126,7 +122,7 @@ class SecretStore:
             self.refreshes += 1
             changed: list[SecretRef] = []
             tracked = sorted(self.tracked, key=str)
-            before = {ref: self._cached(ref) for ref in tracked}
+            before = {ref: self._cached_or_none(ref) for ref in tracked}
             done: set[tuple[str, str]] = set()  # one read per KV path
             for ref in tracked:
                 if ref.kind == "file":
@@ -163,6 +159,12 @@ class SecretStore:
         log.warning(
             "secret %s could not be refreshed (%s); keeping the value read %.0f s ago", ref, exc, self._clock() - since
         )
+
+    def _cached_or_none(self, ref: SecretRef) -> str | None:
+        try:
+            return self._cached(ref)
+        except SecretError:  # a field a refresh found removed: reported when it was found
+            return None
 
     def _cached(self, ref: SecretRef) -> str | None:
         if ref.kind == "file":

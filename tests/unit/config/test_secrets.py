@@ -277,3 +277,20 @@ def test_a_token_file_is_read_again_when_vault_refuses_the_token(
     assert store.refresh() == [SecretRef("vault", "secret/data/tollgate/openai#api_key")]
     assert server.last.headers["X-Vault-Token"] == "tok-renewed"
     assert store.failures == 0
+
+
+def test_a_field_removed_in_a_new_version_keeps_the_old_value_in_force(
+    vault: tuple[FakeServer, VaultState], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, state = vault
+    config = parse_config(provider_yaml("${vault:secret/data/tollgate/openai#api_key}"), "<test>", vault_env(server))
+    store = config.secret_store
+    assert store is not None
+    state.put("secret", "tollgate/openai", {"apikey": OTHER})  # a typo in the new version
+    for _ in range(2):  # and again: the refresher keeps going
+        assert store.refresh() == []
+    assert store.failures == 2
+    assert any("has no field 'api_key' (fields: apikey)" in r.getMessage() for r in caplog.records)
+    assert all(OTHER not in r.getMessage() and KEY not in r.getMessage() for r in caplog.records)
+    state.put("secret", "tollgate/openai", {"api_key": OTHER})
+    assert store.refresh() == [SecretRef("vault", "secret/data/tollgate/openai#api_key")]
