@@ -1,10 +1,12 @@
-"""Load a YAML config file: ``${VAR}`` / ``${VAR:-default}`` interpolation, then validation with located errors."""
+"""Load a YAML config file: ``${VAR}`` / ``${VAR:-default}`` interpolation, secret references
+(``${file:PATH}``, ``${vault:MOUNT/data/PATH#FIELD}``: tollgate/secrets), then validation with located errors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import get_args
 
@@ -12,9 +14,17 @@ import yaml
 from pydantic import ValidationError
 
 from tollgate.config.schema import ProviderType, TollgateConfig
+from tollgate.config.secrets import SecretsConfig, vault_settings
+from tollgate.secrets.store import SecretError, SecretRef, SecretStore
 from tollgate.types import JSONValue
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
+_VAR = re.compile(
+    r"\$\{(?P<kind>file|vault):(?P<target>(?!-)[^}]*)\}"
+    r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}|\$\$"
+)
+
+# Resolves one secret reference found at a key path; None where references are not allowed.
+Resolve = Callable[[SecretRef, str], str] | None
 
 
 class ConfigError(Exception):
@@ -27,13 +37,22 @@ class ConfigError(Exception):
         super().__init__(f"{source}: invalid configuration:\n{lines}")
 
 
-def _interpolate(value: JSONValue, path: str, env: Mapping[str, str], problems: list[str]) -> JSONValue:
+def _interpolate(
+    value: JSONValue, path: str, env: Mapping[str, str], problems: list[str], resolve: Resolve = None
+) -> JSONValue:
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
-            name, default = m.group(1), m.group(2)
+            kind = m.group("kind")
+            if kind is not None:
+                ref = SecretRef("file" if kind == "file" else "vault", m.group("target"))
+                if resolve is None:
+                    problems.append(f"{path}: secret references (${{{ref}}}) cannot be used in this section")
+                    return ""
+                return resolve(ref, path or "<root>")
+            name, default = m.group("name"), m.group("default")
             got = env.get(name)
             if got is not None and (got != "" or default is None):
                 return got
@@ -47,9 +66,9 @@ def _interpolate(value: JSONValue, path: str, env: Mapping[str, str], problems: 
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in value.items()}
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems, resolve) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+        return [_interpolate(v, f"{path}[{i}]", env, problems, resolve) for i, v in enumerate(value)]
     return value
 
 
@@ -60,8 +79,13 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "<root>"
 
 
-def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -> TollgateConfig:
-    """Parse YAML text into a validated config; raises ``ConfigError`` listing every problem found."""
+def parse_config(
+    text: str, source: str, env: Mapping[str, str] | None = None, secrets: SecretStore | None = None
+) -> TollgateConfig:
+    """Parse YAML text into a validated config; raises ``ConfigError`` listing every problem found.
+
+    Secret references are resolved through ``secrets`` (a new store when None; a reload passes the running
+    gateway's, so Vault values come from its cache). Errors name the reference, never a value."""
     env = os.environ if env is None else env
     try:
         raw = yaml.safe_load(text)
@@ -75,7 +99,25 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
     if not isinstance(raw, dict):
         raise ConfigError(source, ["<root>: the file must contain a mapping (key: value pairs)"])
     problems: list[str] = []
-    data = _interpolate(raw, "", env, problems)
+    store = SecretStore() if secrets is None else secrets
+    # The secrets section first (it says where Vault is); it cannot reference secrets itself.
+    section = _interpolate(raw.get("secrets"), "secrets", env, problems)
+    with contextlib.suppress(ValidationError):  # reported, located, by the full validation below
+        store.configure_vault(vault_settings(SecretsConfig.model_validate(section or {}), env))
+    refs: list[SecretRef] = []
+
+    def resolve(ref: SecretRef, path: str) -> str:
+        try:
+            value = store.resolve(ref)
+        except SecretError as exc:
+            problems.append(f"{path}: {exc}")
+            return ""
+        refs.append(ref)
+        return value
+
+    data: dict[str, JSONValue] = {
+        str(k): section if k == "secrets" else _interpolate(v, str(k), env, problems, resolve) for k, v in raw.items()
+    }
     if problems:
         raise ConfigError(source, problems)
     try:
@@ -83,6 +125,8 @@ def parse_config(text: str, source: str, env: Mapping[str, str] | None = None) -
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
     _check_references(config, source)
+    store.track(refs)
+    config._secret_store = store
     return config
 
 
@@ -121,10 +165,12 @@ def _check_references(config: TollgateConfig, source: str) -> None:
         raise ConfigError(source, problems)
 
 
-def load_config_file(path: str | Path, env: Mapping[str, str] | None = None) -> TollgateConfig:
+def load_config_file(
+    path: str | Path, env: Mapping[str, str] | None = None, secrets: SecretStore | None = None
+) -> TollgateConfig:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), [f"cannot read the file: {exc.strerror or exc}"]) from None
-    return parse_config(text, str(p), env)
+    return parse_config(text, str(p), env, secrets)

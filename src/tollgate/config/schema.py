@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from tollgate.config.budgets import BudgetSettings
 from tollgate.config.cache import CacheSettings
@@ -13,6 +13,8 @@ from tollgate.config.guardrails import GuardrailsConfig
 from tollgate.config.limits import RateLimitSettings
 from tollgate.config.pricing import PricingConfig
 from tollgate.config.routing_rules import ResidencyConfig, RuleConfig, rule_problems
+from tollgate.config.secrets import SecretsConfig
+from tollgate.secrets.store import SecretStore
 
 RoutingStrategy = Literal["priority", "weighted", "least_latency", "lowest_cost", "least_busy"]
 ProviderType = Literal["openai", "openai_compatible", "azure", "anthropic", "gemini", "ollama", "demo"]
@@ -441,6 +443,18 @@ class TollgateConfig(_Strict):
         default_factory=LangfuseConfig,
         description="Export of generations to Langfuse: static settings, read at start (docs/observability.md).",
     )
+    secrets: SecretsConfig = Field(
+        default_factory=SecretsConfig,
+        description="Secrets from files and HashiCorp Vault (${file:...}, ${vault:...}): refresh and Vault "
+        "connection; static settings, read at start (docs/configuration.md#secrets).",
+    )
+    # The store that resolved this config's secret references (set by the loader; refreshes them).
+    _secret_store: SecretStore | None = PrivateAttr(default=None)
+
+    @property
+    def secret_store(self) -> SecretStore | None:
+        """The store that resolved this config's ``${file:...}``/``${vault:...}`` references (loader-made)."""
+        return self._secret_store
 
     @model_validator(mode="after")
     def _rule_targets(self) -> TollgateConfig:

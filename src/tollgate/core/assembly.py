@@ -10,6 +10,7 @@ from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings
 from tollgate.core.gateway import Gateway
 from tollgate.core.reload import ConfigWatcher, Reloader
+from tollgate.core.secret_refresh import SecretRefresher
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport, demo_handler
 from tollgate.observability.langfuse import LangfuseExporter
@@ -140,11 +141,16 @@ def build_gateway(
     close_cache = getattr(cache_store, "aclose", None)
     if close_cache is not None:
         gateway.closers += (close_cache,)
+    store = config.secret_store
     if config_path is not None:
         # Hot reload of the file this gateway was started from (core/reload.py).
-        gateway.reloader = Reloader(gateway, config_path, env, prices)
+        gateway.reloader = Reloader(gateway, config_path, env, prices, store)
         if config.server.watch_config:
             gateway.services += (ConfigWatcher(gateway.reloader, config.server.watch_interval_seconds),)
+        if store is not None and config.secrets.refresh_seconds > 0:
+            # Rotation without restart: changed ${file:...}/${vault:...} secrets are applied by a reload.
+            refresher = SecretRefresher(store, gateway.reloader, config.secrets.refresh_seconds)
+            gateway.services += (refresher,)
     if wanted(config.tracing.enabled, env):
         tracer = gateway.tracing = Tracing(env=env)
 
@@ -176,6 +182,8 @@ def build_gateway(
             rate_limit_unavailable=lambda: rate_limits.unavailable,
             guardrail_audit_written=(lambda: guard_audit.written) if guard_audit is not None else None,
             guardrail_audit_dropped=(lambda: guard_audit.dropped) if guard_audit is not None else None,
+            secret_refresh_failures=lambda: store.failures if store is not None else 0,
+            secret_rotations=lambda: store.rotations if store is not None else 0,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

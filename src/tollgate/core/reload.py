@@ -31,6 +31,7 @@ from tollgate.config.schema import TollgateConfig
 from tollgate.core.gateway import Gateway
 from tollgate.core.snapshot import Snapshot
 from tollgate.pricing import PriceBook
+from tollgate.secrets.store import SecretStore
 from tollgate.types import JSONObject, JSONValue
 
 log = logging.getLogger("tollgate.reload")
@@ -58,8 +59,16 @@ class ReloadResult:
 class Reloader:
     """Reloads ``path`` into ``gateway`` (one reload at a time)."""
 
-    def __init__(self, gateway: Gateway, path: str | Path, env: Mapping[str, str], prices: PriceBook) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        path: str | Path,
+        env: Mapping[str, str],
+        prices: PriceBook,
+        secrets: SecretStore | None = None,
+    ) -> None:
         self.gateway = gateway
+        self.secrets = secrets  # resolves ${file:...}/${vault:...} (Vault values from its cache)
         self.path = Path(path)
         self.env = env
         self.prices = prices
@@ -89,7 +98,7 @@ class Reloader:
             return result
 
     def _prepare(self) -> tuple[Snapshot, TollgateConfig, ReloadResult]:
-        new = load_config_file(self.path, self.env)
+        new = load_config_file(self.path, self.env, self.secrets)
         current = self.gateway.snapshot
         old = current.config
         before, after = old.model_dump(mode="json"), new.model_dump(mode="json")

@@ -283,6 +283,13 @@ class GatewayMetrics:
             "tollgate_rate_limit_unavailable",
             "Requests refused with 503 because the rate-limit store was unreachable (fail closed).",
         )
+        self.secret_refresh_failures = self._counter(
+            "tollgate_secret_refresh_failures",
+            "Secret reads (Vault, files) that failed at a refresh; the last good value stayed in force.",
+        )
+        self.secret_rotations = self._counter(
+            "tollgate_secret_rotations", "Secret values found changed at a refresh (then applied by a config reload)."
+        )
 
         # What is running.
         self.build_info = self._gauge(

@@ -42,6 +42,8 @@ class StateReadings:
     rate_limit_unavailable: Reading | None = None
     guardrail_audit_written: Reading | None = None
     guardrail_audit_dropped: Reading | None = None
+    secret_refresh_failures: Reading | None = None
+    secret_rotations: Reading | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class MetricsRecorder:
                 (r.rate_limit_unavailable, m.rate_limit_unavailable),
                 (r.guardrail_audit_written, m.guardrail_audit_records.labels("written")),
                 (r.guardrail_audit_dropped, m.guardrail_audit_records.labels("dropped")),
+                (r.secret_refresh_failures, m.secret_refresh_failures),
+                (r.secret_rotations, m.secret_rotations),
             )
             if read is not None
         ]
