@@ -61,7 +61,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         ctx.usage = result.usage
         message = encode_response(gw.respond(ctx, result.data) or result.data, result.usage, req.model)
         await send_json(request.send, 200, message, ctx.response_headers())
-        await gw.cache_store(plan, result.data, result.usage)
+        await gw.cache_store(plan, result.data, result.usage, ctx)
         return
     assert isinstance(result, ChunkStream)
     chunks = gw.cache_recording(plan, FilteredStream(result, filters) if filters else result, filters)

@@ -87,7 +87,7 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
         else:
             body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
         await send_bytes(request.send, 200, body, JSON_HEADERS + ctx.response_headers())
-        await gw.cache_store(plan, result.data, result.usage)
+        await gw.cache_store(plan, result.data, result.usage, ctx)
     elif isinstance(result, RelayStream):
         await pump(request, ctx, result, _RELAY)
     else:

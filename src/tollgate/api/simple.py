@@ -63,4 +63,4 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         ctx.response_headers(),
     )
     if cached is None:
-        await gw.cache_store(plan, data, usage_in)
+        await gw.cache_store(plan, data, usage_in, ctx)

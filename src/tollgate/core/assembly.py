@@ -18,9 +18,11 @@ from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.cache import CachePolicy
+from tollgate.policies.caps import CapsPolicy
 from tollgate.policies.injection import CodeGuardPolicy, InjectionPolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
+from tollgate.policies.output_filter import OutputFilterPolicy
 from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
@@ -79,6 +81,19 @@ def build_gateway(
         code = CodeGuardPolicy(config.guardrails.code)
         gateway.inspect_policies += (code,)
         gateway.finalize_policies += (code,)
+    if config.guardrails.caps.enabled:
+        # Token caps are a cheap rejection: before the limits and the budget reserve anything, and they
+        # reserve for the clamped max_tokens. INSPECT writes the cap into the body.
+        caps = CapsPolicy(config.guardrails.caps)
+        gateway.admit_policies = (*(p for p in gateway.admit_policies if p is not reservations), caps, reservations)
+        gateway.inspect_policies += (caps,)
+        gateway.finalize_policies += (caps,)
+    if config.guardrails.output_filter.enabled:
+        # After the PII restorer (it screens what the caller would see), before the budget cut. Installed only
+        # when on: any stream filter rules out relaying the provider's bytes.
+        output_filter = OutputFilterPolicy(config.guardrails.output_filter)
+        gateway.respond_policies += (output_filter,)
+        gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), output_filter, budgets)
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)

@@ -200,8 +200,15 @@ class Gateway:
         """Whether this request's answer is to be stored (then a stream must go through canonical chunks)."""
         return plan is not None and plan.store
 
-    async def cache_store(self, plan: CachePlan | None, completion: JSONObject, usage: Usage | None) -> None:
-        """Store a successful non-streaming answer, after it was sent."""
+    async def cache_store(
+        self, plan: CachePlan | None, completion: JSONObject, usage: Usage | None, ctx: RequestContext | None = None
+    ) -> None:
+        """Store a successful non-streaming answer, after it was sent; never one an output guard masked or
+        blocked (the stored answer is the provider's, and a cache hit skips RESPOND)."""
+        if ctx is not None and any(
+            d.phase == "output" and d.action in ("mask", "block") for d in ctx.guardrail_decisions
+        ):
+            return
         if self.cache is not None and plan is not None and plan.store:
             await self.cache.save(plan, completion, usage)
 
@@ -212,8 +219,8 @@ class Gateway:
             return stream
         stored = plan
 
-        def cut() -> bool:
-            return any(getattr(f, "done", False) for f in filters)
+        def cut() -> bool:  # a filter ended the stream, or changed what the model said (no_store)
+            return any(getattr(f, "done", False) or getattr(f, "no_store", False) for f in filters)
 
         def on_complete(completion: JSONObject, usage: Usage | None) -> None:
             cache.save_later(stored, completion, usage)
