@@ -23,6 +23,7 @@ from tollgate.policies.injection import CodeGuardPolicy, InjectionPolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
 from tollgate.policies.output_filter import OutputFilterPolicy
+from tollgate.policies.output_schema import OutputSchemaPolicy
 from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
@@ -94,6 +95,12 @@ def build_gateway(
         output_filter = OutputFilterPolicy(config.guardrails.output_filter)
         gateway.respond_policies += (output_filter,)
         gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), output_filter, budgets)
+    if config.guardrails.output_schema.enabled:
+        # After the output filter: it validates the answer the caller gets. Its stream filter is built only for
+        # requests that ask for a JSON schema, so other streams keep the relay fast path.
+        schema = OutputSchemaPolicy(config.guardrails.output_schema)
+        gateway.respond_policies += (schema,)
+        gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), schema, budgets)
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
