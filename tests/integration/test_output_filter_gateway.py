@@ -13,7 +13,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.fakes.harness import FakeServer
+from tests.fakes import anthropic_server
+from tests.fakes.harness import FakeServer, serve
 from tests.gateway import RunningGateway, run_gateway
 
 MODEL = "openai/gpt-4o-mini"
@@ -138,3 +139,17 @@ def test_flag_only_answers_carry_the_flag_header(masking: RunningGateway, fake_o
     assert raw.headers["x-tollgate-guardrail"] == "flagged"
     assert raw.headers["x-tollgate-guardrail-rules"] == "greeting"
     assert json.loads(fake_openai.last.body)["messages"][0]["content"].startswith("say hello")
+
+
+def test_anthropic_clients_of_an_anthropic_provider_are_filtered_too() -> None:
+    """Anthropic to Anthropic is normally forwarded as the provider's bytes; with the filter on it is screened."""
+    config = "guardrails:\n  output_filter: {enabled: true, categories: {vendor: {words: [fake], action: mask}}}\n"
+    with serve(anthropic_server.make_app()) as fake:
+        env = {"ANTHROPIC_API_KEY": "sk-ant-upstream", "ANTHROPIC_BASE_URL": fake.base_url}
+        with run_gateway(config, env) as gw:
+            claude = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.master_key, max_retries=0)
+            model = "anthropic/claude-haiku-4-5"
+            message = claude.messages.create(model=model, max_tokens=50, messages=_messages())  # type: ignore[arg-type]
+            assert message.content[0].text == "Hello from the [FILTERED] Anthropic."  # type: ignore[union-attr]
+            with claude.messages.stream(model=model, max_tokens=50, messages=_messages()) as stream:  # type: ignore[arg-type]
+                assert "".join(stream.text_stream) == "Hello from the [FILTERED] Anthropic."

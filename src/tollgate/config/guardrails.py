@@ -298,8 +298,7 @@ class WebhookGuardConfig(BaseModel):
     )
     secret: str | None = Field(
         None,
-        description="HMAC-SHA256 key (use ${VAR}); the hex signature of the body is sent in "
-        "x-tollgate-signature as sha256=<hex>.",
+        description="HMAC-SHA256 key (use ${VAR}); the hex digest of the body is sent in x-tollgate-signature.",
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every call.")
 

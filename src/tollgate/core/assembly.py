@@ -28,6 +28,7 @@ from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.policies.reservation import ReservationPolicy
+from tollgate.policies.webhook_guard import WebhookGuardPolicy
 from tollgate.pricing import PriceBook
 from tollgate.state.cache import open_cache_store
 from tollgate.state.counters import open_counter_store
@@ -101,11 +102,22 @@ def build_gateway(
         schema = OutputSchemaPolicy(config.guardrails.output_schema)
         gateway.respond_policies += (schema,)
         gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), schema, budgets)
+    webhook: WebhookGuardPolicy | None = None
+    if config.guardrails.webhook.enabled:
+        # Last in INSPECT: the service sees what the provider would (masked, capped); after every other output
+        # policy in RESPOND (non-streamed answers only).
+        webhook = WebhookGuardPolicy(config.guardrails.webhook)
+        if config.guardrails.webhook.on_request:
+            gateway.inspect_policies += (webhook,)
+        if config.guardrails.webhook.on_response:
+            gateway.review_policies = (webhook,)
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
     gateway.services = (bus, ledger, rate_limits, budgets)
     gateway.closers = (counters.close,)
+    if webhook is not None:
+        gateway.closers += (webhook.close,)
     cc = config.cache
     # The exact cache shares the counters' Redis unless it names its own store (docs/caching.md).
     cache_store = open_cache_store(

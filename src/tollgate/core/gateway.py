@@ -17,6 +17,7 @@ from tollgate.core.phases import (
     FinalizePolicy,
     InspectPolicy,
     RespondPolicy,
+    ReviewPolicy,
     StreamFilter,
     StreamFilterFactory,
 )
@@ -76,6 +77,7 @@ class Gateway:
         self.stream_filters: tuple[StreamFilterFactory, ...] = ()
         self.inspect_policies: tuple[InspectPolicy, ...] = ()
         self.respond_policies: tuple[RespondPolicy, ...] = ()
+        self.review_policies: tuple[ReviewPolicy, ...] = ()  # async output policies (external services)
         self.finalize_policies: tuple[FinalizePolicy, ...] = ()
         self.cache: CachePolicy | None = None  # the exact response cache (CACHE_LOOKUP), off when None
         self.snapshot = snapshot
@@ -203,10 +205,10 @@ class Gateway:
     async def cache_store(
         self, plan: CachePlan | None, completion: JSONObject, usage: Usage | None, ctx: RequestContext | None = None
     ) -> None:
-        """Store a successful non-streaming answer, after it was sent; never one an output guard masked or
-        blocked (the stored answer is the provider's, and a cache hit skips RESPOND)."""
+        """Store a successful non-streaming answer, after it was sent; never one an output guard masked, modified
+        or blocked (the stored answer is the provider's, and a cache hit skips RESPOND)."""
         if ctx is not None and any(
-            d.phase == "output" and d.action in ("mask", "block") for d in ctx.guardrail_decisions
+            d.phase == "output" and d.action in ("mask", "block", "modify") for d in ctx.guardrail_decisions
         ):
             return
         if self.cache is not None and plan is not None and plan.store:
@@ -255,6 +257,20 @@ class Gateway:
             if changed is not None:
                 out = changed
         return out
+
+    async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
+        """``respond``, then the async output policies: the rewritten completion, or ``None`` when unchanged."""
+        out = self.respond(ctx, completion)
+        for policy in self.review_policies:
+            changed = await policy.review(ctx, completion if out is None else out)
+            if changed is not None:
+                out = changed
+        return out
+
+    @property
+    def output_policies(self) -> bool:
+        """Whether non-streamed answers are screened (then they are read, never forwarded as the provider's bytes)."""
+        return bool(self.respond_policies or self.review_policies)
 
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
         """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed
