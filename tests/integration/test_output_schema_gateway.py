@@ -26,9 +26,16 @@ SCHEMA = {
 RESPONSE_FORMAT: Any = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA, "strict": True}}
 
 
+CALLS = {"flaky": 0}
+
+
 async def _chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    text = ANSWERS[body["model"]]
+    if body["model"] == "flaky":  # wrong every other time
+        CALLS["flaky"] += 1
+        text = ANSWERS["invalid" if CALLS["flaky"] % 2 else "valid"]
+    else:
+        text = ANSWERS[body["model"]]
     base = {"id": "chatcmpl-json", "created": 1, "model": body["model"]}
     if not body.get("stream"):
         message = {"role": "assistant", "content": text}
@@ -83,7 +90,8 @@ def test_valid_answers_pass_streamed_and_not(validating: RunningGateway) -> None
     assert orjson.loads(text) == {"name": "Ada", "age": 36}
 
 
-def test_an_invalid_answer_is_a_502_naming_the_problem(validating: RunningGateway) -> None:
+def test_an_invalid_answer_is_a_502_naming_the_problem(validating: RunningGateway, json_provider: FakeServer) -> None:
+    before = len(json_provider.requests)
     with pytest.raises(openai.InternalServerError) as info:
         client(validating).chat.completions.create(
             model="openai/invalid", messages=_messages(), response_format=RESPONSE_FORMAT
@@ -92,6 +100,28 @@ def test_an_invalid_answer_is_a_502_naming_the_problem(validating: RunningGatewa
     assert err.status_code == 502 and err.code == "output_schema_invalid"
     assert "at $.age" in err.message and "'type'" in err.message
     assert "thirty-six" not in err.response.text
+    assert len(json_provider.requests) == before + 2  # asked once more (retries: 1), wrong again
+
+
+def test_a_wrong_answer_is_asked_for_again_and_both_calls_are_charged(validating: RunningGateway) -> None:
+    CALLS["flaky"] = 0
+    answer = client(validating).chat.completions.create(
+        model="openai/flaky", messages=_messages(), response_format=RESPONSE_FORMAT
+    )
+    assert orjson.loads(answer.choices[0].message.content or "") == {"name": "Ada", "age": 36}
+    assert CALLS["flaky"] == 2
+    assert answer.usage is not None and answer.usage.prompt_tokens == 10  # the answer's own usage
+
+
+def test_without_retries_the_first_wrong_answer_is_the_error(json_provider: FakeServer) -> None:
+    env = {"OPENAI_API_KEY": "sk-upstream", "OPENAI_BASE_URL": json_provider.base_url + "/v1"}
+    with run_gateway("guardrails:\n  output_schema: {enabled: true, retries: 0}\n", env) as gw:
+        CALLS["flaky"] = 0
+        with pytest.raises(openai.InternalServerError):
+            client(gw).chat.completions.create(
+                model="openai/flaky", messages=_messages(), response_format=RESPONSE_FORMAT
+            )
+        assert CALLS["flaky"] == 1
 
 
 def test_an_invalid_stream_ends_with_a_terminal_error_event(validating: RunningGateway) -> None:

@@ -81,7 +81,7 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     result = await gw.dispatcher.chat(ctx, req, route, relay=relay)
     if isinstance(result, Completed):
         ctx.usage = result.usage
-        answer = await gw.review(ctx, result.data)
+        answer, result = await gw.answer(ctx, req, route, result)  # an output policy may ask for it again
         if answer is not None:
             body = orjson.dumps(answer)
         else:

@@ -269,6 +269,13 @@ class OutputSchemaConfig(BaseModel):
         description="Validate answers of chat requests with response_format {type: json_schema} against "
         "the schema (needs the jsonschema package: the schema extra).",
     )
+    retries: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="How many times a non-streamed answer that fails is asked for again (the same request, "
+        "through the router) before the error is returned; every call's usage is charged.",
+    )
     stream_action: Literal["error", "flag"] = Field(
         "error",
         description="For streams, whose bytes are already sent: error ends the stream with a terminal error "

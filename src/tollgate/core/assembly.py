@@ -101,6 +101,7 @@ def build_gateway(
         # requests that ask for a JSON schema, so other streams keep the relay fast path.
         schema = OutputSchemaPolicy(config.guardrails.output_schema)
         gateway.respond_policies += (schema,)
+        gateway.finalize_policies += (schema,)  # forgets the request's retry count
         gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), schema, budgets)
     webhook: WebhookGuardPolicy | None = None
     if config.guardrails.webhook.enabled:

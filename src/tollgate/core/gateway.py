@@ -11,7 +11,7 @@ import orjson
 
 from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
-from tollgate.core.dispatch import ChunkStream, Dispatcher
+from tollgate.core.dispatch import ChunkStream, Completed, Dispatcher
 from tollgate.core.phases import (
     AdmitPolicy,
     FinalizePolicy,
@@ -23,6 +23,7 @@ from tollgate.core.phases import (
 )
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
+from tollgate.errors import UpstreamError
 from tollgate.observability import tracing
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
@@ -267,6 +268,23 @@ class Gateway:
                 out = changed
         return out
 
+    async def answer(
+        self, ctx: RequestContext, req: ChatRequest, route: Route, result: Completed
+    ) -> tuple[JSONObject | None, Completed]:
+        """RESPOND for a non-streamed chat answer, asking the provider again while an output policy refuses the
+        answer as retryable (an ``UpstreamError`` with ``retryable``, e.g. a JSON-schema violation). Every call's
+        usage is added to ``ctx.usage``. Returns the rewritten completion (or ``None``) and the answer used."""
+        while True:
+            try:
+                return await self.review(ctx, result.data), result
+            except UpstreamError as err:
+                if not err.retryable:
+                    raise
+            again = await self.dispatcher.chat(ctx, req, route)
+            assert isinstance(again, Completed)  # the request is not streamed
+            ctx.usage = _added(ctx.usage, again.usage)
+            result = again
+
     @property
     def output_policies(self) -> bool:
         """Whether non-streamed answers are screened (then they are read, never forwarded as the provider's bytes)."""
@@ -336,6 +354,17 @@ class FilteredStream:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _added(one: Usage | None, two: Usage | None) -> Usage | None:
+    if one is None or two is None:
+        return two or one
+    return Usage(
+        one.prompt_tokens + two.prompt_tokens,
+        one.completion_tokens + two.completion_tokens,
+        one.cached_tokens + two.cached_tokens,
+        one.estimated or two.estimated,
+    )
 
 
 def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:

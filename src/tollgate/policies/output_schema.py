@@ -2,7 +2,8 @@
 
 A non-streamed answer that is not valid JSON, or does not satisfy the schema, becomes a 502
 ``output_schema_invalid`` naming the problem (where in the document, which keyword of the schema), never the
-content. A stream is validated per choice when its finish chunk arrives (its text has gone out already): by
+content; while the request has ``retries`` left the error is marked retryable and the front door asks for the
+answer again (``Gateway.answer``). A stream is validated per choice when its finish chunk arrives (its text has gone out already): by
 default the stream then ends with a terminal error event instead of the finish chunk; with
 ``stream_action: flag`` the decision is only recorded. An answer that failed is never cached.
 """
@@ -29,7 +30,8 @@ _MAX_VALIDATORS = 256  # compiled validators kept, by schema
 
 
 class SchemaViolation(UpstreamError):
-    """The model's answer does not satisfy the schema the request asked for."""
+    """The model's answer does not satisfy the schema the request asked for. ``retryable``: the front door may
+    ask for the answer again (``Gateway.answer``); the policy sets it while the request has retries left."""
 
     code = "output_schema_invalid"
 
@@ -63,6 +65,7 @@ class OutputSchemaPolicy:
             ) from None
         self.config = config
         self._validators: OrderedDict[bytes, Any] = OrderedDict()
+        self._retried: dict[int, int] = {}  # id(ctx) -> answers already refused (non-streamed), until FINALIZE
         self.failures = 0
 
     def _validator(self, schema: JSONObject) -> Any | None:
@@ -138,8 +141,19 @@ class OutputSchemaPolicy:
             if found is not None:
                 assert isinstance(choice, dict)
                 reason = choice.get("finish_reason")
-                raise self.fail(ctx, "block", found[0], found[1], content, reason if isinstance(reason, str) else "")
+                tried = self._retried.get(id(ctx), 0)
+                retry = tried < self.config.retries
+                finished = reason if isinstance(reason, str) else ""
+                error = self.fail(ctx, "retry" if retry else "block", found[0], found[1], content, finished)
+                if retry:
+                    self._retried[id(ctx)] = tried + 1
+                    error.retryable = True
+                raise error
         return None
+
+    def on_finalize(self, ctx: RequestContext) -> None:
+        """Forget the request's retry count. Never raises."""
+        self._retried.pop(id(ctx), None)
 
     def stream_filter(self, ctx: RequestContext) -> OutputSchemaStream | None:
         validator = self.check(ctx) if ctx.stream else None

@@ -30,7 +30,7 @@ def _completion(text: str | None, finish: str = "stop") -> JSONObject:
     return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}]}
 
 
-POLICY = OutputSchemaPolicy(OutputSchemaConfig(enabled=True))
+POLICY = OutputSchemaPolicy(OutputSchemaConfig(enabled=True, retries=0))
 
 
 def test_requested_schema() -> None:
@@ -115,3 +115,19 @@ def test_flag_mode_records_and_lets_the_stream_end() -> None:
     flt.flush()  # a stream that ended without a finish chunk is validated at its end
     assert not flt.done and flt.no_store
     assert [d.action for d in ctx.guardrail_decisions] == ["flag"]
+
+
+def test_retries_mark_the_error_retryable_until_they_are_used_up() -> None:
+    policy = OutputSchemaPolicy(OutputSchemaConfig(enabled=True, retries=2))
+    ctx = _ctx()
+    outcomes = []
+    for _ in range(3):
+        with pytest.raises(SchemaViolation) as info:
+            policy.respond(ctx, _completion("[]"))
+        outcomes.append(info.value.retryable)
+    assert outcomes == [True, True, False]
+    assert [d.action for d in ctx.guardrail_decisions] == ["retry", "retry", "block"]
+    policy.on_finalize(ctx)
+    with pytest.raises(SchemaViolation) as again:
+        policy.respond(ctx, _completion("[]"))
+    assert again.value.retryable  # a finished request's count is forgotten
