@@ -7,7 +7,7 @@ import pytest
 from tollgate.config.guardrails import OutputFilterConfig
 from tollgate.context import RequestContext
 from tollgate.errors import PermissionDeniedError
-from tollgate.guardrails.output_filter import OutputMatcher, StreamScanner
+from tollgate.guardrails.output_filter import Hit, OutputMatcher, StreamScanner
 from tollgate.policies.output_filter import OutputFilterPolicy
 from tollgate.types import JSONObject
 
@@ -161,3 +161,32 @@ def test_invalid_or_empty_matching_patterns_are_refused_at_load() -> None:
         OutputFilterConfig.model_validate({"categories": {"x": {"patterns": ["(unclosed"]}}})
     with pytest.raises(ValueError, match="empty string"):
         OutputFilterConfig.model_validate({"categories": {"x": {"patterns": ["a*"]}}})
+
+
+@pytest.mark.parametrize(
+    ("patterns", "words", "prefiltered"),
+    [
+        (["INC-\\d{4,6}", "(?:foo|bar)x", "[a-c]z"], ["Nightjar"], True),
+        (["\\d{3}-secret"], ["Nightjar"], False),  # starts with any digit: no look-ahead set
+        ([".+secret"], [], False),
+    ],
+)
+def test_the_start_character_look_ahead_never_hides_a_match(
+    patterns: list[str], words: list[str], prefiltered: bool
+) -> None:
+    cats = OutputFilterConfig.model_validate(
+        {"categories": {"x": {"patterns": patterns, "words": words, "action": "mask"}}}
+    ).categories
+    matcher = OutputMatcher(cats, 50)
+    assert matcher.regex is not None
+    assert matcher.regex.pattern.startswith("(?=[") is prefiltered
+    text = "see inc-1234, BARX, bz, 123-secret, xsecret and nightjar."
+    hits: dict[str, Hit] = {}
+    out, _, _ = matcher.apply(text, hits, "#")
+    expected = {"INC-\\d{4,6}": "inc-1234", "(?:foo|bar)x": "BARX", "[a-c]z": "bz", "\\d{3}-secret": "123-secret"}
+    for pattern in patterns:
+        if pattern in expected:
+            assert expected[pattern] not in out
+    if words:
+        assert "nightjar" not in out
+    assert hits["x"].count >= len(patterns)
