@@ -3,9 +3,9 @@
 A non-streamed answer that is not valid JSON, or does not satisfy the schema, becomes a 502
 ``output_schema_invalid`` naming the problem (where in the document, which keyword of the schema), never the
 content; while the request has ``retries`` left the error is marked retryable and the front door asks for the
-answer again (``Gateway.answer``). A stream is validated per choice when its finish chunk arrives (its text has gone out already): by
-default the stream then ends with a terminal error event instead of the finish chunk; with
-``stream_action: flag`` the decision is only recorded. An answer that failed is never cached.
+answer again (``Gateway.answer``). A stream is validated per choice when its finish chunk arrives (its text has
+gone out already): by default the stream then ends with a terminal error event instead of the finish chunk;
+with ``stream_action: flag`` the decision is only recorded. An answer that failed is never cached.
 """
 
 from __future__ import annotations
