@@ -4,6 +4,9 @@ The provider is a fake speaking OpenAI's wire format whose answer is chosen by t
 
 from __future__ import annotations
 
+import re
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -111,6 +114,21 @@ def test_a_wrong_answer_is_asked_for_again_and_both_calls_are_charged(validating
     assert orjson.loads(answer.choices[0].message.content or "") == {"name": "Ada", "age": 36}
     assert CALLS["flaky"] == 2
     assert answer.usage is not None and answer.usage.prompt_tokens == 10  # the answer's own usage
+    assert _output_tokens(validating) == 16.0  # the request is charged for both calls (8 + 8)
+
+
+def _output_tokens(gw: RunningGateway) -> float:
+    """The gateway's output-token counter for the flaky model (FINALIZE runs just after the answer is sent)."""
+    pattern = re.compile(r'^tollgate_tokens_total\{model="openai/flaky",[^}]*type="output"\} (\S+)$')
+    value = 0.0
+    for _ in range(50):
+        with urllib.request.urlopen(gw.base_url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        value = sum(float(m.group(1)) for line in text.splitlines() if (m := pattern.match(line)))
+        if value:
+            break
+        time.sleep(0.05)
+    return value
 
 
 def test_without_retries_the_first_wrong_answer_is_the_error(json_provider: FakeServer) -> None:
