@@ -49,7 +49,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         await _send_cached(request, ctx, cached, model)
         return
     filters = gw.stream_filters_for(ctx)  # a stream to filter (e.g. cut at a budget) goes through canonical chunks
-    if not filters and inspected is None and _native(gw, route):
+    if not filters and inspected is None and not gw.output_policies and _native(gw, route):
         # The provider validates its own format: blocks and tools only Anthropic knows must survive.
         native = ChatRequest(body=body, model=model, stream=stream, include_usage=stream, raw=raw)
         await _passthrough(gw, request, ctx, native, body, raw, route, plan)
@@ -59,9 +59,9 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     result = await gw.dispatcher.chat(ctx, req, route)
     if isinstance(result, Completed):
         ctx.usage = result.usage
-        message = encode_response(gw.respond(ctx, result.data) or result.data, result.usage, req.model)
+        message = encode_response(await gw.review(ctx, result.data) or result.data, result.usage, req.model)
         await send_json(request.send, 200, message, ctx.response_headers())
-        await gw.cache_store(plan, result.data, result.usage)
+        await gw.cache_store(plan, result.data, result.usage, ctx)
         return
     assert isinstance(result, ChunkStream)
     chunks = gw.cache_recording(plan, FilteredStream(result, filters) if filters else result, filters)

@@ -81,13 +81,13 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     result = await gw.dispatcher.chat(ctx, req, route, relay=relay)
     if isinstance(result, Completed):
         ctx.usage = result.usage
-        answer = gw.respond(ctx, result.data)
+        answer, result = await gw.answer(ctx, req, route, result)  # an output policy may ask for it again
         if answer is not None:
             body = orjson.dumps(answer)
         else:
             body = result.raw_openai if result.raw_openai is not None else orjson.dumps(result.data)
         await send_bytes(request.send, 200, body, JSON_HEADERS + ctx.response_headers())
-        await gw.cache_store(plan, result.data, result.usage)
+        await gw.cache_store(plan, result.data, result.usage, ctx)
     elif isinstance(result, RelayStream):
         await pump(request, ctx, result, _RELAY)
     else:

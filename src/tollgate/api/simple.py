@@ -40,7 +40,7 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         assert isinstance(result, Completed)
         ctx.usage = usage_in = result.usage
         data = result.data
-    shown = gw.respond(ctx, data) or data
+    shown = await gw.review(ctx, data) or data
     choices = shown.get("choices")
     first = choices[0] if isinstance(choices, list) and choices else {}
     message = first.get("message") if isinstance(first, dict) else None
@@ -63,4 +63,4 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         ctx.response_headers(),
     )
     if cached is None:
-        await gw.cache_store(plan, data, usage_in)
+        await gw.cache_store(plan, data, usage_in, ctx)

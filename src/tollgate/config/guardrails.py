@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EntityType = Literal[
     "EMAIL",
@@ -186,6 +186,162 @@ class GuardrailAuditConfig(BaseModel):
     )
 
 
+class CapsModelConfig(BaseModel):
+    """Caps of one model (the name the client asks for), tighter than or instead of the global ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_prompt_tokens: int | None = Field(None, ge=1, description="Largest prompt (estimated tokens) for this model.")
+    max_output_tokens: int | None = Field(None, ge=1, description="Largest max_tokens a request may ask for.")
+
+
+class CapsConfig(BaseModel):
+    """Token and size caps per request (ADMIT phase): the tightest of the global, per-model and caller caps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="Enforce the caps below (and the callers' metadata caps).")
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Largest prompt, in the gateway's estimate (about four bytes of request JSON per token); "
+        "a larger request gets 400 prompt_too_large.",
+    )
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="Largest max_tokens (or max_completion_tokens) a request may ask for."
+    )
+    output_action: Literal["reject", "clamp"] = Field(
+        "reject",
+        description="reject: a request asking for more output gets 400 max_tokens_too_large naming the cap; "
+        "clamp: its max_tokens is lowered to the cap. Either way a chat request that names no max_tokens "
+        "gets the cap.",
+    )
+    models: dict[str, CapsModelConfig] = Field(
+        default_factory=dict, description="Caps per requested model name, applied together with the global ones."
+    )
+    metadata_caps: bool = Field(
+        True,
+        description="Also apply max_prompt_tokens / max_output_tokens found in the caller's metadata (org, team, "
+        "user or key metadata; the most specific level that sets one wins).",
+    )
+
+
+OutputAction = Literal["block", "mask", "flag"]
+
+
+class OutputFilterCategory(BaseModel):
+    """One named category of text not to let through in answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    words: tuple[str, ...] = Field(
+        (), description="Words or phrases, matched case-insensitively as whole words; a space matches any whitespace."
+    )
+    patterns: tuple[str, ...] = Field((), description="Python regular expressions, matched case-insensitively.")
+    action: OutputAction = Field(
+        "block",
+        description="block: the answer is refused (403 output_blocked; a stream ends with a terminal error "
+        "event); mask: each match is replaced by the placeholder; flag: the answer goes out unchanged and the "
+        "decision is recorded.",
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                if re.compile(pattern).match(""):
+                    raise ValueError(f"pattern {pattern!r} matches the empty string")
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return value
+
+
+class OutputFilterConfig(BaseModel):
+    """Block lists on answers (RESPOND phase and stream filter)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="Screen answers (streamed too) against the categories.")
+    categories: dict[str, OutputFilterCategory] = Field(
+        default_factory=dict, description="Named categories of words and patterns, each with its action."
+    )
+    placeholder: str = Field(
+        "[FILTERED]", description="What a masked match becomes; {category} is replaced by the category name."
+    )
+    max_pattern_chars: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Longest match assumed for a pattern whose length is unbounded (such as a+), for the "
+        "stream hold-back; a longer match split across stream chunks may be missed.",
+    )
+
+
+class OutputSchemaConfig(BaseModel):
+    """Validation of answers against the JSON schema a request asks for (response_format json_schema)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        False,
+        description="Validate answers of chat requests with response_format {type: json_schema} against "
+        "the schema (needs the jsonschema package: the schema extra).",
+    )
+    retries: int = Field(
+        1,
+        ge=0,
+        le=3,
+        description="How many times a non-streamed answer that fails is asked for again (the same request, "
+        "through the router) before the error is returned; every call's usage is charged.",
+    )
+    stream_action: Literal["error", "flag"] = Field(
+        "error",
+        description="For streams, whose bytes are already sent: error ends the stream with a terminal error "
+        "event naming the problem; flag only records the decision.",
+    )
+
+
+WebhookFailure = Literal["open", "closed"]
+
+
+class WebhookGuardConfig(BaseModel):
+    """An external policy service called before and/or after the model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="Call the policy service.")
+    url: str = Field("", description="The service's URL (http or https); required when enabled.")
+    on_request: bool = Field(True, description="Call it with the request, before the provider sees it.")
+    on_response: bool = Field(
+        False, description="Call it with the answer of non-streamed requests, before the caller sees it."
+    )
+    timeout_seconds: float = Field(2.0, gt=0, le=60, description="Time allowed for one call.")
+    failure: WebhookFailure = Field(
+        "closed",
+        description="When the service fails (timeout, error status, bad reply): closed refuses the request "
+        "(503 guardrail_unavailable); open lets it through and records the failure.",
+    )
+    secret: str | None = Field(
+        None,
+        description="HMAC-SHA256 key (use ${VAR}); the hex digest of the body is sent in x-tollgate-signature.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every call.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> WebhookGuardConfig:
+        if self.enabled and not self.url:
+            raise ValueError("guardrails.webhook.url is required when the webhook guard is enabled")
+        return self
+
+
 class GuardrailsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -203,4 +359,19 @@ class GuardrailsConfig(BaseModel):
     audit: GuardrailAuditConfig = Field(
         default_factory=GuardrailAuditConfig,
         description="Audit records of guardrail decisions (GET /admin/guardrails/events).",
+    )
+    caps: CapsConfig = Field(
+        default_factory=CapsConfig, description="Prompt and output token caps per request (ADMIT phase)."
+    )
+    output_filter: OutputFilterConfig = Field(
+        default_factory=OutputFilterConfig,
+        description="Block lists and categories on answers, streamed too (RESPOND phase).",
+    )
+    output_schema: OutputSchemaConfig = Field(
+        default_factory=OutputSchemaConfig,
+        description="JSON-schema validation of answers to response_format json_schema requests (RESPOND phase).",
+    )
+    webhook: WebhookGuardConfig = Field(
+        default_factory=WebhookGuardConfig,
+        description="An external policy service called before and/or after the model.",
     )

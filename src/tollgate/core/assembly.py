@@ -20,15 +20,19 @@ from tollgate.observability.tracing import Tracing, wanted
 from tollgate.policies.budget import BudgetPolicy
 from tollgate.policies.budget_alerts import BudgetAlerts
 from tollgate.policies.cache import CachePolicy
+from tollgate.policies.caps import CapsPolicy
 from tollgate.policies.guardrail_audit import GuardrailAuditPolicy
 from tollgate.policies.injection import CodeGuardPolicy, InjectionPolicy
 from tollgate.policies.ledger import SPOOL_FILE, LedgerPolicy
 from tollgate.policies.model_access import ModelAccessPolicy
+from tollgate.policies.output_filter import OutputFilterPolicy
+from tollgate.policies.output_schema import OutputSchemaPolicy
 from tollgate.policies.pii import PIIPolicy
 from tollgate.policies.pricing import UnpricedModelPolicy
 from tollgate.policies.rate_limit import RateLimitPolicy
 from tollgate.policies.reservation import ReservationPolicy
 from tollgate.policies.shadow import ShadowPolicy
+from tollgate.policies.webhook_guard import WebhookGuardPolicy
 from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment
 from tollgate.state.cache import open_cache_store
@@ -91,6 +95,36 @@ def build_gateway(
         guard_audit = GuardrailAuditPolicy(storage.audit, max_queue=config.guardrails.audit.max_queue)
         gateway.finalize_policies += (guard_audit,)
 
+    if config.guardrails.caps.enabled:
+        # Token caps are a cheap rejection: before the limits and the budget reserve anything, and they
+        # reserve for the clamped max_tokens. INSPECT writes the cap into the body.
+        caps = CapsPolicy(config.guardrails.caps)
+        gateway.admit_policies = (*(p for p in gateway.admit_policies if p is not reservations), caps, reservations)
+        gateway.inspect_policies += (caps,)
+        gateway.finalize_policies += (caps,)
+    if config.guardrails.output_filter.enabled:
+        # After the PII restorer (it screens what the caller would see), before the budget cut. Installed only
+        # when on: any stream filter rules out relaying the provider's bytes.
+        output_filter = OutputFilterPolicy(config.guardrails.output_filter)
+        gateway.respond_policies += (output_filter,)
+        gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), output_filter, budgets)
+    if config.guardrails.output_schema.enabled:
+        # After the output filter: it validates the answer the caller gets. Its stream filter is built only for
+        # requests that ask for a JSON schema, so other streams keep the relay fast path.
+        schema = OutputSchemaPolicy(config.guardrails.output_schema)
+        gateway.respond_policies += (schema,)
+        gateway.finalize_policies += (schema,)  # forgets the request's retry count
+        gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), schema, budgets)
+    webhook: WebhookGuardPolicy | None = None
+    if config.guardrails.webhook.enabled:
+        # Last in INSPECT: the service sees what the provider would (masked, capped); after every other output
+        # policy in RESPOND (non-streamed answers only).
+        webhook = WebhookGuardPolicy(config.guardrails.webhook)
+        if config.guardrails.webhook.on_request:
+            gateway.inspect_policies += (webhook,)
+        if config.guardrails.webhook.on_response:
+            gateway.review_policies = (webhook,)
+
     # Shadow traffic (policies/shadow.py): the last admit policy (it samples admitted requests), the first
     # respond policy and stream filter (it keeps the provider's own answer), after the ledger in FINALIZE.
     async def shadow_call(dep: Deployment, req: ChatRequest) -> tuple[JSONObject, Usage | None]:
@@ -111,6 +145,8 @@ def build_gateway(
     if guard_audit is not None:
         gateway.services += (guard_audit,)
     gateway.closers = (counters.close,)
+    if webhook is not None:
+        gateway.closers += (webhook.close,)
     cc = config.cache
     # The exact cache shares the counters' Redis unless it names its own store (docs/caching.md).
     cache_store = open_cache_store(

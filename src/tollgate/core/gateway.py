@@ -11,17 +11,19 @@ import orjson
 
 from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
-from tollgate.core.dispatch import ChunkStream, Dispatcher
+from tollgate.core.dispatch import ChunkStream, Completed, Dispatcher
 from tollgate.core.phases import (
     AdmitPolicy,
     FinalizePolicy,
     InspectPolicy,
     RespondPolicy,
+    ReviewPolicy,
     StreamFilter,
     StreamFilterFactory,
 )
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
+from tollgate.errors import UpstreamError
 from tollgate.observability import tracing
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
@@ -77,6 +79,7 @@ class Gateway:
         self.stream_filters: tuple[StreamFilterFactory, ...] = ()
         self.inspect_policies: tuple[InspectPolicy, ...] = ()
         self.respond_policies: tuple[RespondPolicy, ...] = ()
+        self.review_policies: tuple[ReviewPolicy, ...] = ()  # async output policies (external services)
         self.finalize_policies: tuple[FinalizePolicy, ...] = ()
         self.cache: CachePolicy | None = None  # the exact response cache (CACHE_LOOKUP), off when None
         self.shadow: ShadowPolicy | None = None  # shadow traffic (policies/shadow.py), for GET /admin/shadow
@@ -202,8 +205,15 @@ class Gateway:
         """Whether this request's answer is to be stored (then a stream must go through canonical chunks)."""
         return plan is not None and plan.store
 
-    async def cache_store(self, plan: CachePlan | None, completion: JSONObject, usage: Usage | None) -> None:
-        """Store a successful non-streaming answer, after it was sent."""
+    async def cache_store(
+        self, plan: CachePlan | None, completion: JSONObject, usage: Usage | None, ctx: RequestContext | None = None
+    ) -> None:
+        """Store a successful non-streaming answer, after it was sent; never one an output guard masked, modified
+        or blocked (the stored answer is the provider's, and a cache hit skips RESPOND)."""
+        if ctx is not None and any(
+            d.phase == "output" and d.action in ("mask", "block", "modify") for d in ctx.guardrail_decisions
+        ):
+            return
         if self.cache is not None and plan is not None and plan.store:
             await self.cache.save(plan, completion, usage)
 
@@ -214,8 +224,8 @@ class Gateway:
             return stream
         stored = plan
 
-        def cut() -> bool:
-            return any(getattr(f, "done", False) for f in filters)
+        def cut() -> bool:  # a filter ended the stream, or changed what the model said (no_store)
+            return any(getattr(f, "done", False) or getattr(f, "no_store", False) for f in filters)
 
         def on_complete(completion: JSONObject, usage: Usage | None) -> None:
             cache.save_later(stored, completion, usage)
@@ -250,6 +260,38 @@ class Gateway:
             if changed is not None:
                 out = changed
         return out
+
+    async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
+        """``respond``, then the async output policies: the rewritten completion, or ``None`` when unchanged."""
+        out = self.respond(ctx, completion)
+        for policy in self.review_policies:
+            changed = await policy.review(ctx, completion if out is None else out)
+            if changed is not None:
+                out = changed
+        return out
+
+    async def answer(
+        self, ctx: RequestContext, req: ChatRequest, route: Route, result: Completed
+    ) -> tuple[JSONObject | None, Completed]:
+        """RESPOND for a non-streamed chat answer, asking the provider again while an output policy refuses the
+        answer as retryable (an ``UpstreamError`` with ``retryable``, e.g. a JSON-schema violation). Every call's
+        usage is added to ``ctx.usage``. Returns the rewritten completion (or ``None``) and the answer used."""
+        while True:
+            try:
+                return await self.review(ctx, result.data), result
+            except UpstreamError as err:
+                if not err.retryable:
+                    raise
+            again = await self.dispatcher.chat(ctx, req, route)
+            assert isinstance(again, Completed)  # the request is not streamed
+            ctx.usage = _added(ctx.usage, again.usage)
+            result = again
+
+    @property
+    def output_policies(self) -> bool:
+        """Whether non-streamed answers are screened (then they are read, never forwarded as the provider's bytes)."""
+        screening = any(not getattr(p, "observer", False) for p in self.respond_policies)
+        return screening or bool(self.review_policies)
 
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
         """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed
@@ -315,6 +357,17 @@ class FilteredStream:
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _added(one: Usage | None, two: Usage | None) -> Usage | None:
+    if one is None or two is None:
+        return two or one
+    return Usage(
+        one.prompt_tokens + two.prompt_tokens,
+        one.completion_tokens + two.completion_tokens,
+        one.cached_tokens + two.cached_tokens,
+        one.estimated or two.estimated,
+    )
 
 
 def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:

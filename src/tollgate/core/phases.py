@@ -54,6 +54,13 @@ class RespondPolicy(Protocol):
     def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None: ...
 
 
+class ReviewPolicy(Protocol):
+    """RESPOND for non-streamed answers, asynchronously (an external service): after every ``RespondPolicy``.
+    A rewritten copy of the completion, or ``None``; raise a ``TollgateError`` to refuse the answer."""
+
+    async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None: ...
+
+
 class StreamFilter(Protocol):
     """RESPOND-phase filter for one stream: sees canonical chunks in order, may hold some back."""
 

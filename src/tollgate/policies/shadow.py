@@ -73,6 +73,10 @@ class _Collect:
 
 
 class ShadowPolicy:
+    # It only watches answers (its respond() never changes one, and it samples OpenAI-front-door requests
+    # only): it must not make the gateway read answers it could otherwise forward as the provider's bytes.
+    observer = True
+
     def __init__(
         self,
         targets: Callable[[], Mapping[str, ShadowTarget]],
