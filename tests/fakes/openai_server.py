@@ -53,6 +53,13 @@ async def _failure(scenario: str) -> web.Response | None:
             "invalid_request_error",
             "context_length_exceeded",
         )
+    if scenario == "content_filter":
+        return _error(
+            400,
+            "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+            "invalid_request_error",
+            "content_filter",
+        )
     if scenario == "timeout_before_headers":
         await asyncio.sleep(30)
     if scenario == "garbage":

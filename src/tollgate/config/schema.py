@@ -163,6 +163,12 @@ class ModelConfig(_Strict):
         "deployment in the background, never affecting the client; its cost is recorded apart and never "
         "charged to the caller (docs/routing.md).",
     )
+    fallback_on: list[Literal["context_window", "content_policy"]] = Field(
+        default_factory=list,
+        description="Also move on to the next deployment when one refuses the request as longer than its context "
+        "window (list a larger-context deployment after it) or by its content policy. Other 4xx errors are "
+        "the caller's to fix and are answered at once.",
+    )
     description: str | None = Field(None, description="Free text for the people who maintain this config.")
 
 

@@ -134,6 +134,10 @@ class _Queued:
     waited: bool = False
 
 
+# Provider refusals (error codes) a logical model may route around (models.<name>.fallback_on).
+_FALLBACK_REASONS = {"context_length_exceeded": "context_window", "content_policy_violation": "content_policy"}
+
+
 class Dispatcher:
     def __init__(self, snapshot: Snapshot, transport: Transport, state: RoutingState) -> None:
         self.snapshot = snapshot
@@ -187,6 +191,7 @@ class Dispatcher:
         last_error: TollgateError | None = None
         skipped: list[str] = []
         calls = retries = 0
+        routed_around = False  # the last call ended in a refusal the model routes around (fallback_on)
         queued = _Queued()
         try:
             while True:
@@ -214,12 +219,15 @@ class Dispatcher:
                             if why == "max_concurrency":
                                 queued.full.append(cand)
                             break
-                        if calls and not state.budget.try_spend(now, settings.budget):
+                        # A refusal the model routes around is a routing decision, not a retry: the call
+                        # after it needs no room in the retry budget (which exists against outages).
+                        if calls and not routed_around and not state.budget.try_spend(now, settings.budget):
                             self._unused(cand)
                             log.warning("retry budget exhausted: not calling %s for %s", cand.key, route.requested)
                             assert last_error is not None
                             raise self._exhausted(route, last_error)
                         calls += 1
+                        routed_around = False
                         ctx.deployment, ctx.attempts, ctx.fallback = (
                             cand.deployment,
                             ctx.attempts + 1,
@@ -241,7 +249,14 @@ class Dispatcher:
                             last_error = exc
                             self._failed(cand, exc, clock())
                             if not exc.retryable:
-                                raise
+                                if _FALLBACK_REASONS.get(exc.code or "") not in route.fallback_on:
+                                    raise
+                                # A refusal the model asked to route around (a larger context window, another
+                                # provider's content policy): the next candidate, without retrying this one.
+                                routed_around = True
+                                if position < len(ordered):
+                                    state.events.fallback(cand.key)
+                                break
                             choice = after_failure(retries, exc.retry_after, settings.retries, state.rng)
                             if choice.step == "retry" and state.budget.can_spend(clock(), settings.budget):
                                 retries += 1

@@ -73,8 +73,9 @@ class Snapshot:
         splits = {
             name: Split(model.split.sticky, name) for name, model in config.models.items() if model.split is not None
         }
+        fallbacks = {name: frozenset(model.fallback_on) for name, model in config.models.items() if model.fallback_on}
         self.resolver = ModelResolver(
-            logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans, splits
+            logical, {n: p.type for n, p in self.providers.items()}, self.deployment, plans, splits, fallbacks
         )
         # Shadow traffic per logical model (routing/shadow.py, policies/shadow.py).
         self.shadows: dict[str, ShadowTarget] = {}

@@ -197,6 +197,40 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+# What providers say when a request is longer than the model's context window, or their content filter
+# refused the prompt (OpenAI and Azure codes; Anthropic's and others' messages). Compared lower-cased.
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_CONTEXT_WORDS = (
+    "maximum context length",
+    "context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+    "exceeds the maximum number of tokens",
+    "input is too long",
+)
+_POLICY_CODES = frozenset({"content_filter", "content_policy_violation", "responsibleaipolicyviolation"})
+_POLICY_WORDS = ("content management policy", "content policy", "safety system")
+
+
+def refusal_code(body: bytes, detail: str) -> str | None:
+    """``context_length_exceeded`` or ``content_policy_violation`` when a 400 says so, else None."""
+    code = ""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        found = data["error"].get("code")
+        code = found.lower() if isinstance(found, str) else ""
+    text = detail.lower()
+    if code in _CONTEXT_CODES or any(words in text for words in _CONTEXT_WORDS):
+        return "context_length_exceeded"
+    if code in _POLICY_CODES or any(words in text for words in _POLICY_WORDS):
+        return "content_policy_violation"
+    return None
+
+
 def classify_http_error(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     """Map a provider's HTTP error to the gateway's error tree (shared by every adapter).
 
@@ -233,6 +267,8 @@ def classify_http_error(provider: str, status: int, headers: Mapping[str, str], 
         provider=provider,
         upstream_status=status,
     )
+    if status == 400:
+        err.code = refusal_code(body, detail)
     if status == 404:
         err.status = 404
         err.code = "model_not_found" if "model" in detail.lower() else "not_found"

@@ -47,6 +47,8 @@ class Route:
     excluded: tuple[Exclusion, ...] = ()  # candidates removed before the strategy ran
     residency: tuple[str, ...] = ()  # the data-residency zones the request is pinned to
     split: Split | None = None  # a traffic split (A/B) between the deployments (routing/split.py)
+    # Refusals (``context_window``, ``content_policy``) that move on to the next deployment (models.<name>.fallback_on)
+    fallback_on: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if len(self.plan) != len(self.candidates):
@@ -63,6 +65,7 @@ class ModelResolver:
         make_deployment: Callable[[str, str], Deployment],
         plans: Mapping[str, tuple[Strategy, tuple[Candidate, ...]]] | None = None,
         splits: Mapping[str, Split] | None = None,
+        fallbacks: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._logical = {
             name: Route(
@@ -71,6 +74,7 @@ class ModelResolver:
                 True,
                 *(plans[name] if plans and name in plans else ("priority", ())),
                 split=splits.get(name) if splits else None,
+                fallback_on=fallbacks.get(name, frozenset()) if fallbacks else frozenset(),
             )
             for name, deps in logical.items()
         }

@@ -387,6 +387,7 @@ class RouteRules:
             excluded=tuple(excluded),
             residency=decision.zones,
             split=base.split,
+            fallback_on=base.fallback_on,
         )
 
     def _refuses(self, cand: Candidate, decision: Decision) -> tuple[Literal["rule", "residency"], str] | None:
