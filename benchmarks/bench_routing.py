@@ -14,6 +14,9 @@ The rows marked "+ rules" add what routing rules and data residency cost (the pr
 deployments spread over three regions with tags, eight rules on headers, tags, caller metadata, teams, prompt
 size and tools): building the request's facts and applying the rules, when no rule matches, when two match
 (one restricts by tag, one retargets nothing), and when the request is pinned to a residency zone.
+The rows "+ rules + budget" add a ninth rule, ``budget_remaining: {scope: team, below_usd: 50}`` -> cheap, for
+a caller with a team and a key budget, read from the per-process level table: its level high (the rule does
+not match), low (it matches and retargets), and unknown (never seen by this process).
 The row "+ split" adds a sticky traffic split: the caller's arm from a hash of its user id, moved first.
 """
 
@@ -24,8 +27,9 @@ import random
 import time
 
 from tollgate.config.schema import TollgateConfig
-from tollgate.context import Principal, RequestContext
+from tollgate.context import Budget, Principal, RequestContext
 from tollgate.core.snapshot import Snapshot
+from tollgate.routing.budget_levels import BudgetLevels
 from tollgate.routing.rules import RequestFacts
 from tollgate.routing.split import arm_first, assign
 from tollgate.routing.strategies import STRATEGIES, RoutingState, order
@@ -48,7 +52,14 @@ RULES = [
 ]
 
 
-def config(deployments: int) -> TollgateConfig:
+BUDGET_RULE = {
+    "name": "team-budget-low",
+    "match": {"budget_remaining": {"scope": "team", "below_usd": 50}},
+    "action": {"model": "cheap"},
+}
+
+
+def config(deployments: int, extra_rules: tuple[JSONObject, ...] = ()) -> TollgateConfig:
     providers = {"openai": {"api_key": "sk-x", "base_url": "http://127.0.0.1:1/v1"}}
     models = {
         strategy: {
@@ -80,7 +91,7 @@ def config(deployments: int) -> TollgateConfig:
             for i in range(deployments)
         ],
     }
-    routing = {"rules": RULES, "residency": {"zones": {"eu": ["eu-west-1", "eu-central-1"]}}}
+    routing = {"rules": [*RULES, *extra_rules], "residency": {"zones": {"eu": ["eu-west-1", "eu-central-1"]}}}
     return TollgateConfig.model_validate({"providers": providers, "models": models, "routing": routing})
 
 
@@ -95,13 +106,28 @@ CASES: dict[str, tuple[dict[bytes, bytes], JSONObject | None]] = {
 }
 CALLER = Principal("k1", "app", "user", team_id="research", org_id="other", metadata={"project": "x"})
 BODY: JSONObject = {"model": "rules", "messages": [{"role": "user", "content": "hi"}]}
+BUDGETED = Principal(
+    "k1",
+    "app",
+    "user",
+    team_id="research",
+    org_id="other",
+    metadata={"project": "x"},
+    budgets=(Budget("key", "k1", 100.0, "total"), Budget("team", "research", 500.0, "monthly")),
+)
+BUDGET_LEVELS: dict[str, int | None] = {"level high": 100_000_000, "level low": 480_000_000, "level unknown": None}
 SPLIT_CTX = RequestContext(request_id="r", front_door="openai", endpoint="chat", config_version="v")
 SPLIT_CTX.principal = CALLER
 SPLIT_CTX.body = {"model": "split", "user": "end-user-42", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def bench(
-    snapshot: Snapshot, model: str, n: int, case: tuple[dict[bytes, bytes], JSONObject | None] | None = None
+    snapshot: Snapshot,
+    model: str,
+    n: int,
+    case: tuple[dict[bytes, bytes], JSONObject | None] | None = None,
+    caller: Principal = CALLER,
+    levels: BudgetLevels | None = None,
 ) -> tuple[float, float, float]:
     state = RoutingState(snapshot.routing, rng=random.Random(1))
     for cand in snapshot.resolve(model).plan:
@@ -113,7 +139,7 @@ def bench(
         t0 = time.perf_counter_ns()
         route = snapshot.resolve(model)
         if case is not None:
-            facts = RequestFacts(case[0], CALLER, case[1], 120, False, BODY)
+            facts = RequestFacts(case[0], caller, case[1], 120, False, BODY, levels)
             route = snapshot.rules.apply(route, facts)
         now = clock()
         state.budget.record_request(now, settings.budget)
@@ -148,6 +174,15 @@ def main() -> None:
     for name, case in CASES.items():
         p50, p99, mean = bench(snapshot, "rules", args.n, case)
         print(f"| priority + rules: {name} | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
+    budgeted = Snapshot(config(args.deployments, (BUDGET_RULE,)), env={})
+    for name, used in BUDGET_LEVELS.items():
+        levels = BudgetLevels()
+        if used is not None:
+            levels.record("team", "research", "monthly", used, float("inf"))
+            levels.record("key", "k1", "total", 1_000_000, float("inf"))
+        case = CASES["no rule matches"]
+        p50, p99, mean = bench(budgeted, "rules", args.n, case, BUDGETED, levels)
+        print(f"| priority + rules + budget: {name} | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
 
 
 if __name__ == "__main__":

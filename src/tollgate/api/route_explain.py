@@ -41,7 +41,7 @@ async def route_explain(gw: Gateway, request: Request, ctx: RequestContext) -> N
         arm=assign(route.split, route.plan, ctx, gw.dispatcher.state.rng) if route.split is not None else None,
     )
     rules = snapshot.rules
-    decision["rules"] = rules.trace(req.model, request_facts(ctx))
+    decision["rules"] = rules.trace(req.model, request_facts(ctx, gw.budget_levels))
     regions: JSONObject = {zone: list[JSONValue](sorted(rules.allowed_regions(zone))) for zone in route.residency}
     decision["residency_regions"] = regions
     await send_json(request.send, 200, decision, ctx.response_headers())

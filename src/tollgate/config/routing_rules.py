@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +13,29 @@ Accepted = str | list[str]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BudgetRemaining(_Strict):
+    scope: Literal["key", "user", "team", "org"] = Field(
+        description="Whose budget: the caller's key, user, team or org (every period of that scope counts)."
+    )
+    below_usd: float | None = Field(
+        None, ge=0, description="Holds when less than this many USD are left of a budget of the scope."
+    )
+    below_fraction: float | None = Field(
+        None, ge=0, le=1, description="Holds when less than this share of a budget of the scope is left (0.1: 10 %)."
+    )
+    if_unknown: bool = Field(
+        False,
+        description="The outcome when this replica has not seen the budget's level yet this period (its first "
+        "request), or the caller has no budget of the scope: false (default) does not match.",
+    )
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> BudgetRemaining:
+        if (self.below_usd is None) == (self.below_fraction is None):
+            raise ValueError("budget_remaining needs exactly one of below_usd, below_fraction")
+        return self
 
 
 class RuleMatch(_Strict):
@@ -43,6 +67,11 @@ class RuleMatch(_Strict):
     has_tools: bool | None = Field(None, description="true: the request offers tools; false: it offers none.")
     has_images: bool | None = Field(None, description="true: a message carries an image; false: none does.")
     stream: bool | None = Field(None, description="true: streaming requests only; false: non-streaming only.")
+    budget_remaining: BudgetRemaining | None = Field(
+        None,
+        description="The caller's remaining budget of a scope is below a threshold, as last seen by this "
+        "replica (no store round trip; see docs/routing.md).",
+    )
 
 
 class RuleAction(_Strict):

@@ -64,7 +64,14 @@ def build_gateway(
     spool = settings.data_dir / (env.get("TOLLGATE_LEDGER_SPOOL_FILE") or SPOOL_FILE)
     ledger = LedgerPolicy(storage.ledger, prices, spool)
     # Budgets share the rate limiter's counter store (and its fail_open): docs/budgets.md.
-    budgets = BudgetPolicy(counters, prices, config.budgets, alerts=BudgetAlerts(counters, config.budgets.alerts))
+    # It leaves every budget level it learns in the gateway's table, for budget_remaining routing rules.
+    budgets = BudgetPolicy(
+        counters,
+        prices,
+        config.budgets,
+        alerts=BudgetAlerts(counters, config.budgets.alerts),
+        levels=gateway.budget_levels,
+    )
     # ADMIT order: the allow-list first (a forbidden model must not consume the caller's limits), then
     # the price check (an unpriced model is refused before it is counted), then the limits and the budget
     # in one atomic reservation (one store round trip; a request a rate limit refuses holds no budget,

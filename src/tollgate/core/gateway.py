@@ -28,6 +28,7 @@ from tollgate.observability import tracing
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.policies.shadow import ShadowPolicy
+from tollgate.routing.budget_levels import BudgetLevels
 from tollgate.routing.resolver import Route
 from tollgate.routing.rules import RequestFacts, no_compliant_error
 from tollgate.routing.strategies import RoutingState
@@ -85,6 +86,8 @@ class Gateway:
         self.shadow: ShadowPolicy | None = None  # shadow traffic (policies/shadow.py), for GET /admin/shadow
         self.snapshot = snapshot
         self.routing_state = RoutingState(snapshot.routing)
+        # Budget levels the budget policy saw, for routing rules' budget_remaining (outlives config reloads).
+        self.budget_levels = BudgetLevels()
         self.dispatcher = Dispatcher(snapshot, transport, self.routing_state)
         self.draining = False
         self.reloader: Reloader | None = None  # set when serving from a config file (POST /admin/reload)
@@ -144,7 +147,7 @@ class Gateway:
         """The route of a request: the model's deployments, shaped by routing rules and data residency."""
         snap = self.snapshot
         base = snap.resolve(model)
-        route = snap.rules.apply(base, request_facts(ctx))
+        route = snap.rules.apply(base, request_facts(ctx, self.budget_levels))
         if route is not base and routing_log.isEnabledFor(logging.DEBUG):
             routing_log.debug(
                 "request %s: rules %s, residency %s: %d of %d deployments kept",
@@ -381,10 +384,10 @@ def describe_request(ctx: RequestContext, body: JSONObject, raw: bytes) -> None:
     ctx.body = body
 
 
-def request_facts(ctx: RequestContext) -> RequestFacts:
-    """What routing rules may read about a request."""
+def request_facts(ctx: RequestContext, levels: BudgetLevels | None = None) -> RequestFacts:
+    """What routing rules may read about a request (``levels``: the budget levels this process saw)."""
     headers = ctx.headers if ctx.headers is not None else _NO_HEADERS
-    return RequestFacts(headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body)
+    return RequestFacts(headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body, levels)
 
 
 def _access_line(ctx: RequestContext) -> str:

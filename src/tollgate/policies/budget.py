@@ -40,6 +40,7 @@ from tollgate.errors import BudgetExceededError, ServiceUnavailableError
 from tollgate.policies.budget_alerts import BudgetAlerts, BudgetLine
 from tollgate.policies.reservation import reserve_claims
 from tollgate.pricing import NANOS_PER_USD, ModelPrice, PriceBook
+from tollgate.routing.budget_levels import BudgetLevels
 from tollgate.routing.resolver import Route
 from tollgate.state.counters import Charge, CounterStore, Decision, Settlement
 from tollgate.types import JSONObject, JSONValue
@@ -142,6 +143,7 @@ class _BudgetClaim:
     def granted(self, decision: Decision) -> None:
         hold = self.hold
         self.policy._held[id(hold.ctx)] = hold
+        self.policy._record(hold.lines, decision)
         left = min(line.limit - level.used for line, level in zip(hold.lines, decision.levels, strict=True))
         hold.ctx.extra_headers.append((b"x-tollgate-budget-remaining-usd", f"{max(0, left) / 1e6:.6f}".encode()))
 
@@ -159,6 +161,7 @@ class _BudgetClaim:
     def refused(self, decision: Decision) -> BudgetExceededError | None:
         if decision.refused < 0:
             return None
+        self.policy._record(self.hold.lines, decision)
         return self.policy._refusal(self.hold.lines, decision, self.hold.reserved)
 
     def unavailable(self) -> ServiceUnavailableError:
@@ -180,8 +183,11 @@ class BudgetPolicy:
         *,
         alerts: BudgetAlerts | None = None,
         clock: Callable[[], float] = time.time,
+        levels: BudgetLevels | None = None,
     ) -> None:
         self.settings = settings or BudgetSettings()
+        # Where the levels the store reports are left for routing rules (``budget_remaining``); None: nowhere.
+        self.levels = levels
         self.store = store
         self.prices = prices
         self.alerts = alerts
@@ -255,6 +261,17 @@ class BudgetPolicy:
         else:
             amount, ceiling, smallest = worst, worst, None
         return _BudgetClaim(self, _Hold(ctx, rid, lines, amount, ceiling), smallest)
+
+    def _record(self, lines: list[BudgetLine], decision: Decision) -> None:
+        """Leave the levels a reservation reported for routing rules: a refusal reports its refused line only."""
+        levels = self.levels
+        if levels is None:
+            return
+        for i, (line, level) in enumerate(zip(lines, decision.levels, strict=True)):
+            if decision.allowed or i == decision.refused:
+                b = line.budget
+                period = self._periods.get(b.period)
+                levels.record(b.scope, b.scope_id, b.period, level.used, period[2] if period else math.inf)
 
     def _lines(self, budgets: tuple[Budget, ...]) -> list[BudgetLine]:
         now = self._clock()
@@ -341,6 +358,7 @@ class BudgetPolicy:
             self._queue.put_nowait((rid, tuple(Settlement(ln.key, step, 0, 0, ln.ttl_ms) for ln in hold.lines), [], 0))
         else:
             hold.reserved += step
+            self._record(hold.lines, decision)
 
     # FINALIZE: must not raise or block.
     def on_finalize(self, ctx: RequestContext) -> None:
@@ -349,6 +367,11 @@ class BudgetPolicy:
             return
         hold.finalized = True
         actual = self.actual_micros(ctx, hold.reserved)
+        levels = self.levels
+        if levels is not None and actual != hold.reserved:
+            for ln in hold.lines:  # the refund (or overrun) this settlement will make, known now
+                b = ln.budget
+                levels.settle(b.scope, b.scope_id, b.period, actual - hold.reserved)
         settlements = tuple(Settlement(ln.key, hold.reserved, actual, 0, ln.ttl_ms) for ln in hold.lines)
         self._queue.put_nowait((hold.rid, settlements, hold.lines, actual))
 

@@ -1,24 +1,27 @@
 """Routing rules and data residency: compiled once per config into predicates, applied to a route per request.
 
 A rule's ``match`` becomes a tuple of small closures over ``RequestFacts`` (headers, caller, tags, prompt
-size, tools, images); its ``action`` retargets the request to another logical model and/or restricts the
-candidates (deployments, tags, providers, regions, residency). Every matching rule applies, in order, until
-one marked ``last``; restrictions add up (a deployment must pass all of them), and the first rule naming a
-model picks it. Residency zones come from the request's tags, the caller's metadata and rules; with several,
-a deployment must comply with each. A restricted route is built once per distinct outcome and cached, so the
-per-request cost is the predicates plus one dict lookup.
+size, tools, images, and the caller's remaining budget as last seen in this process's ``BudgetLevels``: a
+dict lookup, not a store call); its ``action`` retargets the request to another logical model and/or
+restricts the candidates (deployments, tags, providers, regions, residency). Every matching rule applies, in
+order, until one marked ``last``; restrictions add up (a deployment must pass all of them), and the first
+rule naming a model picks it. Residency zones come from the request's tags, the caller's metadata and
+rules; with several, a deployment must comply with each. A restricted route is built once per distinct
+outcome and cached, so the per-request cost is the predicates plus one dict lookup.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from tollgate.config.routing_rules import Accepted, ResidencyConfig, RuleConfig
+from tollgate.config.routing_rules import Accepted, BudgetRemaining, ResidencyConfig, RuleConfig
 from tollgate.context import Principal
 from tollgate.errors import ServiceUnavailableError
+from tollgate.routing.budget_levels import BudgetLevels, Spent
 from tollgate.routing.resolver import Exclusion, Route
 from tollgate.routing.strategies import Candidate
 from tollgate.types import JSONObject, JSONValue
@@ -28,12 +31,13 @@ GATEWAY_PREFIX = "tollgate_"  # metadata keys meant for the gateway only (see pr
 NO_COMPLIANT = "no_compliant_deployment"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _MAX_CACHED = 10_000
+MICROS_PER_USD = 1_000_000
 
 
 class RequestFacts:
     """What rules may look at, read lazily: most requests only touch the few facts their rules name."""
 
-    __slots__ = ("_tags", "body", "headers", "metadata", "principal", "prompt_tokens", "stream")
+    __slots__ = ("_tags", "body", "headers", "levels", "metadata", "principal", "prompt_tokens", "stream")
 
     def __init__(
         self,
@@ -43,8 +47,10 @@ class RequestFacts:
         prompt_tokens: int = 0,
         stream: bool = False,
         body: JSONObject | None = None,
+        levels: BudgetLevels | None = None,
     ) -> None:
         self.headers = headers
+        self.levels = levels  # budget levels last seen by this process (budget_remaining conditions)
         self.principal = principal
         self.metadata = metadata  # the request body's "metadata" object
         self.prompt_tokens = prompt_tokens
@@ -90,6 +96,21 @@ class RequestFacts:
                     return value.strip().lower()
         return found
 
+    def budget_left(self, scope: str) -> list[tuple[int, int, Spent | None, str]]:
+        """The caller's budgets of ``scope``: (micro-dollars left, limit, level seen or None, period) each."""
+        principal = self.principal
+        if principal is None or not principal.budgets:
+            return []
+        levels = self.levels
+        out: list[tuple[int, int, Spent | None, str]] = []
+        for budget in principal.budgets:
+            if budget.scope != scope:
+                continue
+            limit = math.floor(budget.limit_usd * MICROS_PER_USD + 1e-6)
+            spent = levels.level(scope, budget.scope_id, budget.period) if levels is not None else None
+            out.append((limit - spent.used if spent is not None else limit, limit, spent, budget.period))
+        return out
+
     @property
     def has_tools(self) -> bool:
         body = self.body
@@ -113,6 +134,7 @@ def _is_image(part: JSONValue) -> bool:
 
 
 Predicate = Callable[[RequestFacts], bool]
+Probe = Callable[[RequestFacts], JSONObject]  # what a condition saw, for /v1/route/explain
 
 
 def _values(accepted: Accepted) -> frozenset[str] | None:
@@ -204,7 +226,75 @@ def _compile_match(rule: RuleConfig) -> tuple[tuple[Predicate, str], ...]:
     if m.has_images is not None:
         want_images = m.has_images
         out.append((lambda f: f.has_images is want_images, f"has images is {str(want_images).lower()}"))
+    if m.budget_remaining is not None:  # last: the dearest (a dict lookup per budget of the scope)
+        out.append(_budget_condition(m.budget_remaining)[:2])
     return tuple(out)
+
+
+def _dollars(micros: float) -> str:
+    return f"${micros / MICROS_PER_USD:,.2f}" if micros >= 10_000 else f"${micros / MICROS_PER_USD:.6f}"
+
+
+def _budget_condition(cond: BudgetRemaining) -> tuple[Predicate, str, Probe]:
+    """``budget_remaining``: the caller's budget of a scope has less left than the threshold (as last seen here).
+
+    Any budget of the scope below the threshold makes it hold (a team with a daily and a monthly budget is
+    "low" when either is); budgets this replica has not seen this period are left out; when none of them is
+    known (or the caller has no budget of the scope), the outcome is ``if_unknown``."""
+    scope = cond.scope
+    unknown = cond.if_unknown
+    if cond.below_usd is not None:
+        threshold = math.floor(cond.below_usd * MICROS_PER_USD + 1e-6)
+        what = f"{scope} budget remaining below {_dollars(threshold)}"
+
+        def below(left: int, limit: int) -> bool:
+            return left < threshold
+
+    else:
+        fraction = cond.below_fraction or 0.0
+        what = f"{scope} budget remaining below {fraction * 100:g}% of its limit"
+
+        def below(left: int, limit: int) -> bool:
+            return left < fraction * limit
+
+    def holds(f: RequestFacts) -> bool:
+        known = False
+        for left, limit, spent, _ in f.budget_left(scope):
+            if spent is not None:
+                if below(left, limit):
+                    return True
+                known = True
+        return False if known else unknown
+
+    def probe(f: RequestFacts) -> JSONObject:
+        now = f.levels.now() if f.levels is not None else 0.0
+        seen: list[JSONValue] = []
+        for left, limit, spent, period in f.budget_left(scope):
+            item: JSONObject = {"period": period, "limit_usd": limit / MICROS_PER_USD}
+            if spent is None:
+                item["remaining_usd"] = None
+                item["level"] = "unknown: this replica has not reserved on this budget in the current period"
+            else:
+                item["remaining_usd"] = round(left / MICROS_PER_USD, 6)
+                item["seen_seconds_ago"] = round(max(0.0, now - spent.at), 3)
+                item["below"] = below(left, limit)
+            seen.append(item)
+        result = holds(f)
+        out: JSONObject = {"condition": what, "holds": result, "budgets": seen}
+        if not any(isinstance(item, dict) and "below" in item for item in seen):
+            out["unknown"] = True
+            out["note"] = (
+                f"no known level of a {scope} budget of the caller: "
+                f"the condition takes if_unknown ({str(unknown).lower()})"
+            )
+        return out
+
+    return holds, what, probe
+
+
+def _compile_probes(rule: RuleConfig) -> tuple[Probe, ...]:
+    m = rule.match
+    return (_budget_condition(m.budget_remaining)[2],) if m.budget_remaining is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +331,7 @@ class CompiledRule:
     restriction: Restriction | None
     residency: str | None
     last: bool
+    probes: tuple[Probe, ...] = ()  # conditions whose observed values explain reports (budget levels)
 
     def first_failure(self, requested: str, facts: RequestFacts) -> str | None:
         """The first condition that does not hold, or None when the rule matches."""
@@ -276,6 +367,7 @@ def compile_rule(rule: RuleConfig) -> CompiledRule:
         restriction=restriction,
         residency=a.residency.strip().lower() if a.residency else None,
         last=rule.last,
+        probes=_compile_probes(rule),
     )
 
 
@@ -416,6 +508,9 @@ class RouteRules:
             failure = rule.first_failure(requested, facts)
             conditions: list[JSONValue] = [what for _, what in rule.conditions]
             entry: JSONObject = {"rule": rule.name, "matched": failure is None, "conditions": conditions}
+            if rule.probes:
+                observed: list[JSONValue] = [probe(facts) for probe in rule.probes]
+                entry["observed"] = observed
             if failure is None:
                 entry["why"] = "every condition holds"
                 if rule.last:
