@@ -46,7 +46,7 @@ class Replica:
 
 
 def _cand(model: str, index: int = 0) -> Candidate:
-    return Candidate(Deployment("openai", model), index=index)
+    return Candidate(Deployment("openai", "openai", model, "http://127.0.0.1:1/v1"), index=index)
 
 
 async def _until(check: Callable[[], bool], what: str) -> None:

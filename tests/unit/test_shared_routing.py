@@ -176,7 +176,10 @@ def test_combine_weights_by_recent_samples_and_falls_back_to_a_plain_mean() -> N
 
 def test_least_latency_blends_the_fleet_with_the_local_average() -> None:
     state = _state(Clock())
-    x, y = Candidate(Deployment("p", "x"), index=0), Candidate(Deployment("p", "y"), index=1)
+    x, y = (
+        Candidate(Deployment("p", "openai", "x", "http://127.0.0.1:1/v1"), index=0),
+        Candidate(Deployment("p", "openai", "y", "http://127.0.0.1:1/v1"), index=1),
+    )
     state.stats(x.key).record(None, 1.0, 0.3)
     state.stats(y.key).record(None, 2.0, 0.3)
     assert order("least_latency", [x, y], state) == [x, y]
@@ -187,6 +190,6 @@ def test_least_latency_blends_the_fleet_with_the_local_average() -> None:
     state.fleet_latency = {x.key: FleetLatency(total=4.0, total_weight=0, local_total_weight=1)}
     assert order("least_latency", [x, y], state) == [x, y]
     # Not measured here: the fleet's average is used even without recent samples.
-    z = Candidate(Deployment("p", "z"), index=2)
+    z = Candidate(Deployment("p", "openai", "z", "http://127.0.0.1:1/v1"), index=2)
     state.fleet_latency = {z.key: FleetLatency(total=3.0)}
     assert order("least_latency", [z, y], state) == [y, z]

@@ -94,12 +94,13 @@ class RecentSamples:
     """Counts each deployment's samples over the last ``window`` exchanges (the weights of the blend)."""
 
     def __init__(self, window: int = 3) -> None:
-        self._past: deque[dict[str, tuple[int, int]]] = deque(maxlen=window)
+        # The counts at each of the last ``window`` exchanges; before that many, the start (nothing counted).
+        self._past: deque[dict[str, tuple[int, int]]] = deque([{}], maxlen=window)
 
     def report(self, latency: Mapping[str, LatencyStats]) -> Report:
         """This replica's report now; call once per exchange."""
         counts = {key: (s.ttfb_samples, s.samples) for key, s in latency.items()}
-        oldest = self._past[0] if self._past else {}
+        oldest = self._past[0]
         self._past.append(counts)
         out: Report = {}
         for key, stats in latency.items():
@@ -226,7 +227,7 @@ class SharedRouting:
         if apply_news(self.state, news, self.state.clock(), self.bus.offset):
             self.applied += 1  # the breaker gauge shows the state; transition counters count own calls only
 
-    def on_snapshot(self, entries: list[bytes]) -> None:
+    def on_snapshot(self, entries: list[bytes | str]) -> None:
         """The breakers currently open in the fleet, read at (re)subscription: missed messages are in there."""
         for data in entries:
             self.on_news(data)

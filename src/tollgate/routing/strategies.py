@@ -193,12 +193,22 @@ def order(
 def _latency(stats: LatencyStats | None, stream: bool, fleet: FleetLatency | None = None) -> float | None:
     """Time to first byte for streams, total time otherwise; the other one when only it was measured.
     With other replicas' averages (``fleet``), each is their sample-weighted blend with the local one."""
-    ttfb, total = (None, None) if stats is None else (stats.ttfb, stats.total)
     if fleet is not None:
-        ttfb = _blend(ttfb, fleet.local_ttfb_weight, fleet.ttfb, fleet.ttfb_weight)
-        total = _blend(total, fleet.local_total_weight, fleet.total, fleet.total_weight)
-    first, second = (ttfb, total) if stream else (total, ttfb)
+        return _fleet_latency(stats, stream, fleet)
+    if stats is None:
+        return None
+    first, second = (stats.ttfb, stats.total) if stream else (stats.total, stats.ttfb)
     return first if first is not None else second
+
+
+def _fleet_latency(stats: LatencyStats | None, stream: bool, f: FleetLatency) -> float | None:
+    ttfb = None if stats is None else stats.ttfb
+    total = None if stats is None else stats.total
+    if stream:
+        value = _blend(ttfb, f.local_ttfb_weight, f.ttfb, f.ttfb_weight)
+        return value if value is not None else _blend(total, f.local_total_weight, f.total, f.total_weight)
+    value = _blend(total, f.local_total_weight, f.total, f.total_weight)
+    return value if value is not None else _blend(ttfb, f.local_ttfb_weight, f.ttfb, f.ttfb_weight)
 
 
 def _blend(local: float | None, local_weight: float, others: float | None, others_weight: float) -> float | None:
@@ -231,7 +241,9 @@ def _sort_key(strategy: Strategy, state: RoutingState, prompt_tokens: int, outpu
         latency, fleet = state.latency, state.fleet_latency
 
         def fastest(c: Candidate) -> tuple[float, float, int]:
-            value = _latency(latency.get(c.key), stream, fleet.get(c.key) if fleet else None)
+            shared = fleet.get(c.key) if fleet else None
+            stats = latency.get(c.key)
+            value = _latency(stats, stream) if shared is None else _fleet_latency(stats, stream, shared)
             # Unmeasured deployments sort first, so each gets measured.
             return (c.priority, -1.0 if value is None else value, c.index)
 
