@@ -18,6 +18,8 @@ The rows "+ rules + budget" add a ninth rule, ``budget_remaining: {scope: team, 
 a caller with a team and a key budget, read from the per-process level table: its level high (the rule does
 not match), low (it matches and retargets), and unknown (never seen by this process).
 The row "+ split" adds a sticky traffic split: the caller's arm from a hash of its user id, moved first.
+The row "least_latency + fleet" has other replicas' averages for every deployment (routing.shared_state),
+blended with the local ones by sample weight at each decision.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from tollgate.core.snapshot import Snapshot
 from tollgate.routing.budget_levels import BudgetLevels
 from tollgate.routing.rules import RequestFacts
 from tollgate.routing.split import arm_first, assign
-from tollgate.routing.strategies import STRATEGIES, RoutingState, order
+from tollgate.routing.strategies import STRATEGIES, FleetLatency, RoutingState, order
 from tollgate.types import JSONObject
 
 REGIONS = ("us-east-1", "eu-west-1", "eu-central-1")
@@ -128,10 +130,13 @@ def bench(
     case: tuple[dict[bytes, bytes], JSONObject | None] | None = None,
     caller: Principal = CALLER,
     levels: BudgetLevels | None = None,
+    fleet: bool = False,
 ) -> tuple[float, float, float]:
     state = RoutingState(snapshot.routing, rng=random.Random(1))
-    for cand in snapshot.resolve(model).plan:
+    for i, cand in enumerate(snapshot.resolve(model).plan):
         state.stats(cand.key).record(0.2, 1.0, 0.3)
+        if fleet:
+            state.fleet_latency[cand.key] = FleetLatency(0.3, 12.0, 1.0 + i % 7 / 10, 12.0, 3.0, 3.0)
     settings = state.settings
     clock = state.clock
     samples: list[int] = []
@@ -169,6 +174,8 @@ def main() -> None:
     for strategy in STRATEGIES:
         p50, p99, mean = bench(snapshot, strategy, args.n)
         print(f"| {strategy} | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
+    p50, p99, mean = bench(snapshot, "least_latency", args.n, fleet=True)
+    print(f"| least_latency + fleet (shared state) | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
     p50, p99, mean = bench(snapshot, "split", args.n)
     print(f"| priority + split (sticky user) | {p50:.1f} | {p99:.1f} | {mean:.1f} |")
     for name, case in CASES.items():

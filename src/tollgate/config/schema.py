@@ -231,6 +231,26 @@ class QueueConfig(_Strict):
     max_size: int = Field(100, ge=1, description="Requests waiting per deployment; past it, 503 with Retry-After.")
 
 
+class SharedStateConfig(_Strict):
+    enabled: bool = Field(
+        True,
+        description="Share circuit-breaker transitions and latency averages with the other replicas over the Redis "
+        "of rate_limits.counter_url (no effect without a Redis counter_url). See docs/routing.md.",
+    )
+    interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between latency exchanges; another replica's averages are at most about twice this "
+        "old when used, and ignored past three times this.",
+    )
+    key_prefix: str = Field(
+        "tollgate:routing:",
+        min_length=1,
+        description="Prefix of the Redis channel and hashes of the shared routing state (one per fleet).",
+    )
+
+
 class RoutingConfig(_Strict):
     retries: RetryConfig = Field(default_factory=RetryConfig, description="Same-deployment retries and backoff.")
     retry_budget: RetryBudgetConfig = Field(
@@ -253,6 +273,10 @@ class RoutingConfig(_Strict):
     residency: ResidencyConfig = Field(
         default_factory=ResidencyConfig,
         description="Data residency: the tag that pins a request to a zone, and which regions comply with each zone.",
+    )
+    shared_state: SharedStateConfig = Field(
+        default_factory=SharedStateConfig,
+        description="Breaker state and latency averages shared across replicas over Redis (docs/routing.md).",
     )
 
 

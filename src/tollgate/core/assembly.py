@@ -35,10 +35,12 @@ from tollgate.policies.shadow import ShadowPolicy
 from tollgate.policies.webhook_guard import WebhookGuardPolicy
 from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment
+from tollgate.routing.shared import SharedRouting
 from tollgate.state.cache import open_cache_store
 from tollgate.state.counters import open_counter_store
 from tollgate.state.factory import open_storage
 from tollgate.state.invalidation import open_invalidation_bus
+from tollgate.state.routing_bus import RedisRoutingBus, is_redis_url
 from tollgate.types import JSONObject
 from tollgate.wire.openai import ChatRequest, Usage
 
@@ -151,6 +153,21 @@ def build_gateway(
     gateway.services = (bus, ledger, rate_limits, budgets, shadow)
     if guard_audit is not None:
         gateway.services += (guard_audit,)
+    # Breaker transitions and latency averages shared across replicas on the same Redis (docs/routing.md).
+    shared_state = config.routing.shared_state
+    routing_bus: RedisRoutingBus | None = None
+    if shared_state.enabled and rl.counter_url is not None and is_redis_url(rl.counter_url):
+        routing_bus = RedisRoutingBus(
+            rl.counter_url,
+            key_prefix=shared_state.key_prefix,
+            interval=shared_state.interval_seconds,
+            clock=lambda: gateway.routing_state.clock(),  # the state's clock, even if a test swaps it
+            timeout_seconds=rl.redis_timeout_seconds,
+        )
+        routing_bus.attach(
+            SharedRouting(gateway.routing_state, routing_bus, stale_seconds=3 * shared_state.interval_seconds)
+        )
+        gateway.services += (routing_bus,)
     gateway.closers = (counters.close,)
     if webhook is not None:
         gateway.closers += (webhook.close,)
@@ -227,6 +244,7 @@ def build_gateway(
             guardrail_audit_dropped=(lambda: guard_audit.dropped) if guard_audit is not None else None,
             secret_refresh_failures=lambda: store.failures if store is not None else 0,
             secret_rotations=lambda: store.rotations if store is not None else 0,
+            routing_sync_errors=(lambda: routing_bus.errors) if routing_bus is not None else None,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

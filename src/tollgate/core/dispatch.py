@@ -347,12 +347,12 @@ class Dispatcher:
             state.events.call(cand.key, "retryable_error")
             changed = breaker.failure(now, state.settings.breaker)
             if changed is not None:
-                state.events.transition(cand.key, changed)
+                state.transitioned(cand.key, changed, now)
                 log.warning("circuit breaker of %s is now %s (%s)", cand.key, changed, breaker.reason)
         elif isinstance(exc, ProviderBadRequestError):
             state.events.call(cand.key, "error")
             if breaker.success(now, state.settings.breaker) is not None:  # it answered: the deployment is up
-                state.events.transition(cand.key, "closed")
+                state.transitioned(cand.key, "closed", now)
         else:
             state.events.call(cand.key, "error")
             breaker.release()
@@ -362,7 +362,7 @@ class Dispatcher:
         now = state.clock()
         state.events.call(cand.key, "success")
         if state.breaker(cand.key).success(now, state.settings.breaker) is not None:
-            state.events.transition(cand.key, "closed")
+            state.transitioned(cand.key, "closed", now)
             log.warning("circuit breaker of %s is now closed (a probe succeeded)", cand.key)
         stats = state.stats(cand.key)
         alpha = state.settings.latency_alpha

@@ -290,6 +290,11 @@ class GatewayMetrics:
         self.secret_rotations = self._counter(
             "tollgate_secret_rotations", "Secret values found changed at a refresh (then applied by a config reload)."
         )
+        self.routing_sync_errors = self._counter(
+            "tollgate_routing_sync_errors",
+            "Failed exchanges of shared routing state (breaker transitions, latency averages) with Redis; "
+            "meanwhile this replica routes on its own state.",
+        )
 
         # What is running.
         self.build_info = self._gauge(

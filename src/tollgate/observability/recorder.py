@@ -44,6 +44,7 @@ class StateReadings:
     guardrail_audit_dropped: Reading | None = None
     secret_refresh_failures: Reading | None = None
     secret_rotations: Reading | None = None
+    routing_sync_errors: Reading | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class MetricsRecorder:
                 (r.guardrail_audit_dropped, m.guardrail_audit_records.labels("dropped")),
                 (r.secret_refresh_failures, m.secret_refresh_failures),
                 (r.secret_rotations, m.secret_rotations),
+                (r.routing_sync_errors, m.routing_sync_errors),
             )
             if read is not None
         ]

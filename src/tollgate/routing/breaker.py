@@ -109,6 +109,23 @@ class CircuitBreaker:
             return self._open(now, f"error rate {failures}/{calls} over {settings.window_seconds:g}s")
         return None
 
+    def adopt_open(self, opened_at: float, reason: str) -> bool:
+        """Apply an opening another replica made (routing/shared.py): open since ``opened_at`` (this process's
+        clock), unless this breaker already opened later. Returns whether anything changed."""
+        if self.state == "open" and self.opened_at >= opened_at:
+            return False
+        self.state, self.opened_at, self.reason, self.probes = "open", opened_at, reason, 0
+        return True
+
+    def adopt_closed(self, closed_at: float) -> bool:
+        """Apply a close another replica made (its probe succeeded at ``closed_at``, this process's clock),
+        unless this breaker reopened after it. Returns whether anything changed."""
+        if self.state == "closed" or self.opened_at > closed_at:
+            return False
+        self.state, self.probes, self.reason, self.consecutive = "closed", 0, "", 0
+        self._reset_window()
+        return True
+
     def _open(self, now: float, reason: str) -> BreakerState:
         self.state, self.opened_at, self.reason, self.probes = "open", now, reason, 0
         return "open"

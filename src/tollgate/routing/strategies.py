@@ -56,19 +56,37 @@ class RoutingSettings:
 class LatencyStats:
     """Exponentially weighted moving averages of time to first byte and total time, in seconds."""
 
-    __slots__ = ("samples", "total", "ttfb")
+    __slots__ = ("samples", "total", "ttfb", "ttfb_samples")
 
     def __init__(self) -> None:
         self.ttfb: float | None = None
         self.total: float | None = None
-        self.samples = 0
+        self.samples = 0  # total-time samples
+        self.ttfb_samples = 0
 
     def record(self, ttfb: float | None, total: float | None, alpha: float) -> None:
         if ttfb is not None:
             self.ttfb = ttfb if self.ttfb is None else self.ttfb + alpha * (ttfb - self.ttfb)
+            self.ttfb_samples += 1
         if total is not None:
             self.total = total if self.total is None else self.total + alpha * (total - self.total)
             self.samples += 1
+
+
+@dataclass(frozen=True, slots=True)
+class FleetLatency:
+    """The other replicas' latency averages for one deployment, combined (routing/shared.py), and how many
+    recent samples this replica and the others hold: least_latency blends them with the local average."""
+
+    ttfb: float | None = None
+    ttfb_weight: float = 0.0  # the others' recent time-to-first-byte samples
+    total: float | None = None
+    total_weight: float = 0.0
+    local_ttfb_weight: float = 0.0  # this replica's recent samples, as of the last exchange
+    local_total_weight: float = 0.0
+
+
+TransitionListener = Callable[[str, CircuitBreaker, float], None]
 
 
 class RoutingState:
@@ -91,6 +109,17 @@ class RoutingState:
         self.budget = RetryBudget()
         self.events = RoutingEvents()  # cumulative counts for metrics (routing/events.py)
         self.queues: dict[str, SlotQueue] = {}  # waiters for a slot, per deployment (routing/queue.py)
+        # Shared with other replicas over Redis when on (state/routing_bus.py): the others' latency, replaced
+        # whole at each exchange, and who hears of this replica's breaker transitions.
+        self.fleet_latency: dict[str, FleetLatency] = {}
+        self.on_transition: TransitionListener | None = None
+
+    def transitioned(self, key: str, new_state: str, now: float) -> None:
+        """A breaker of this replica changed state by its own calls: count it, and tell the other replicas."""
+        self.events.transition(key, new_state)
+        listener = self.on_transition
+        if listener is not None:
+            listener(key, self.breaker(key), now)
 
     def breaker(self, key: str) -> CircuitBreaker:
         found = self.breakers.get(key)
@@ -161,12 +190,35 @@ def order(
     return sorted(candidates, key=key)
 
 
-def _latency(stats: LatencyStats | None, stream: bool) -> float | None:
-    """Time to first byte for streams, total time otherwise; the other one when only it was measured."""
+def _latency(stats: LatencyStats | None, stream: bool, fleet: FleetLatency | None = None) -> float | None:
+    """Time to first byte for streams, total time otherwise; the other one when only it was measured.
+    With other replicas' averages (``fleet``), each is their sample-weighted blend with the local one."""
+    if fleet is not None:
+        return _fleet_latency(stats, stream, fleet)
     if stats is None:
         return None
     first, second = (stats.ttfb, stats.total) if stream else (stats.total, stats.ttfb)
     return first if first is not None else second
+
+
+def _fleet_latency(stats: LatencyStats | None, stream: bool, f: FleetLatency) -> float | None:
+    ttfb = None if stats is None else stats.ttfb
+    total = None if stats is None else stats.total
+    if stream:
+        value = _blend(ttfb, f.local_ttfb_weight, f.ttfb, f.ttfb_weight)
+        return value if value is not None else _blend(total, f.local_total_weight, f.total, f.total_weight)
+    value = _blend(total, f.local_total_weight, f.total, f.total_weight)
+    return value if value is not None else _blend(ttfb, f.local_ttfb_weight, f.ttfb, f.ttfb_weight)
+
+
+def _blend(local: float | None, local_weight: float, others: float | None, others_weight: float) -> float | None:
+    if others is None:
+        return local
+    if local is None:  # measured only elsewhere: their average, however few their recent samples
+        return others
+    if others_weight <= 0:  # nobody else called it lately: this replica's own measurement stands
+        return local
+    return (local * local_weight + others * others_weight) / (local_weight + others_weight)
 
 
 SortKey = Callable[[Candidate], tuple[float, float, int]]
@@ -186,10 +238,12 @@ def _sort_key(strategy: Strategy, state: RoutingState, prompt_tokens: int, outpu
 
         return weighted
     if strategy == "least_latency":
-        latency = state.latency
+        latency, fleet = state.latency, state.fleet_latency
 
         def fastest(c: Candidate) -> tuple[float, float, int]:
-            value = _latency(latency.get(c.key), stream)
+            shared = fleet.get(c.key) if fleet else None
+            stats = latency.get(c.key)
+            value = _latency(stats, stream) if shared is None else _fleet_latency(stats, stream, shared)
             # Unmeasured deployments sort first, so each gets measured.
             return (c.priority, -1.0 if value is None else value, c.index)
 
@@ -223,11 +277,12 @@ def describe(
     if strategy == "weighted":
         return f"{tier}, weight {cand.weight:g} (random draw)"
     if strategy == "least_latency":
-        value = _latency(state.latency.get(cand.key), stream)
+        value = _latency(state.latency.get(cand.key), stream, state.fleet_latency.get(cand.key))
         what = "time to first byte" if stream else "total time"
         if value is None:
             return f"{tier}, not measured yet (tried first to measure it)"
-        return f"{tier}, {what} average {value * 1000:.1f} ms"
+        shared = " (blended with other replicas' averages)" if cand.key in state.fleet_latency else ""
+        return f"{tier}, {what} average {value * 1000:.1f} ms{shared}"
     if strategy == "lowest_cost":
         cost = cand.estimated_nanos(prompt_tokens, output_tokens)
         if cost is None:
