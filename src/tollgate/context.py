@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tollgate.providers.base import Deployment
-from tollgate.types import JSONObject
+from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import Usage
 
 Scope = Literal["key", "user", "team", "org"]
@@ -125,6 +125,9 @@ class RequestContext:
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # What the guardrails did to this request (INSPECT and RESPOND), read in FINALIZE by metrics and audit.
     guardrail_decisions: list[GuardrailDecision] = field(default_factory=list)
+    # With server.log_bodies: what the provider saw (after INSPECT) and answered (before RESPOND), for the log.
+    logged_request: JSONValue = None
+    logged_response: JSONValue = None
     # Routing (set by DISPATCH): whether the attempt loop ran, and the traffic-split arm the request was
     # assigned to (the deployment key the split picked; routing/split.py), for metrics and the ledger.
     routed: bool = False

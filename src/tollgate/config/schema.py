@@ -293,6 +293,14 @@ class ServerConfig(_Strict):
         "generated once and stored in data_dir with mode 600.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_bodies: bool = Field(
+        False,
+        description="Add the request body the provider saw (after PII masking when the guard is on) and the "
+        "non-streamed answer (before placeholders are restored) to each access-log line. Off by default.",
+    )
+    log_body_max_bytes: int = Field(
+        4096, ge=256, le=1_048_576, description="Each logged body is cut to this many bytes of JSON."
+    )
     watch_config: bool = Field(
         False,
         description="Reload the config file when its content changes (providers, models, settings, routing and "

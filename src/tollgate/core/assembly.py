@@ -56,6 +56,8 @@ def build_gateway(
     gateway = Gateway(
         Snapshot(config, env), Transport({"demo": demo_handler}), storage, master_key, settings.max_body_bytes
     )
+    gateway.log_bodies = config.server.log_bodies
+    gateway.log_body_max_bytes = config.server.log_body_max_bytes
     rl = config.rate_limits
     counters = open_counter_store(
         rl.counter_url, fail_open=rl.fail_open, timeout_seconds=rl.redis_timeout_seconds, key_prefix=rl.key_prefix

@@ -92,6 +92,8 @@ class Gateway:
         self.draining = False
         self.reloader: Reloader | None = None  # set when serving from a config file (POST /admin/reload)
         self.tracing: Tracing | None = None  # OpenTelemetry traces, when on (observability/tracing.py)
+        self.log_bodies = False  # server.log_bodies: bodies in the access log (after masking)
+        self.log_body_max_bytes = 4096
         # Background parts with a lifecycle (writers, settlement queues), started and stopped with the app,
         # and resources closed after them (counter stores).
         self.services: tuple[Service, ...] = ()
@@ -130,6 +132,8 @@ class Gateway:
     # Resolution + phase 2: ADMIT
     async def route(self, ctx: RequestContext, model: str) -> Route:
         ctx.requested_model = model
+        if self.log_bodies and ctx.logged_request is None:
+            ctx.logged_request = ctx.body  # no INSPECT policy rewrites it, or INSPECT runs (and logs) later
         route = self.resolve(ctx, model)
         if not route.plan:
             # Rules or data residency left no deployment at all: fail before anything is reserved.
@@ -245,6 +249,8 @@ class Gateway:
                     body = await policy.inspect(ctx, body)
             else:
                 body = await policy.inspect(ctx, body)
+        if self.log_bodies:
+            ctx.logged_request = body  # what the provider sees: masked when the PII guard is on
         return body
 
     async def inspect_chat(self, ctx: RequestContext, req: ChatRequest) -> ChatRequest:
@@ -266,6 +272,8 @@ class Gateway:
 
     async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
         """``respond``, then the async output policies: the rewritten completion, or ``None`` when unchanged."""
+        if self.log_bodies:
+            ctx.logged_response = completion  # as the provider answered: placeholders not yet restored
         out = self.respond(ctx, completion)
         for policy in self.review_policies:
             changed = await policy.review(ctx, completion if out is None else out)
@@ -294,7 +302,7 @@ class Gateway:
     def output_policies(self) -> bool:
         """Whether non-streamed answers are screened (then they are read, never forwarded as the provider's bytes)."""
         screening = any(not getattr(p, "observer", False) for p in self.respond_policies)
-        return screening or bool(self.review_policies)
+        return screening or bool(self.review_policies) or self.log_bodies
 
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
         """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed
@@ -311,7 +319,7 @@ class Gateway:
             except Exception:  # a broken policy must never break the request or the other policies
                 logging.getLogger("tollgate").exception("finalize policy %s failed", type(policy).__name__)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(_access_line(ctx))
+            access_log.info(_access_line(ctx, self.log_body_max_bytes if self.log_bodies else 0))
 
 
 class FilteredStream:
@@ -390,15 +398,26 @@ def request_facts(ctx: RequestContext, levels: BudgetLevels | None = None) -> Re
     return RequestFacts(headers, ctx.principal, ctx.metadata, ctx.estimated_prompt_tokens, ctx.stream, ctx.body, levels)
 
 
-def _access_line(ctx: RequestContext) -> str:
+def _clipped(value: JSONValue, limit: int) -> str:
+    """A body as JSON text, cut to ``limit`` bytes (then marked)."""
+    text = orjson.dumps(value)
+    if len(text) <= limit:
+        return text.decode()
+    return text[:limit].decode("utf-8", "ignore") + "...(truncated)"
+
+
+def _access_line(ctx: RequestContext, body_limit: int = 0) -> str:
     dep = ctx.deployment
     usage = ctx.usage
+    principal = ctx.principal
     record: JSONObject = {
         "ts": round(time.time(), 3),
         "request_id": ctx.request_id,
         "front_door": ctx.front_door,
         "endpoint": ctx.endpoint,
-        "key_id": ctx.principal.key_id if ctx.principal else None,
+        "key_id": principal.key_id if principal else None,
+        "team_id": principal.team_id if principal else None,
+        "org_id": principal.org_id if principal else None,
         "model": ctx.requested_model,
         "provider": dep.provider if dep else None,
         "upstream_model": dep.model if dep else None,
@@ -408,9 +427,15 @@ def _access_line(ctx: RequestContext) -> str:
         "stream": ctx.stream,
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
+        "cost_usd": ctx.cost_usd,
         "latency_ms": round(ctx.elapsed_ms, 2),
         "config_version": ctx.config_version,
     }
     if ctx.client_disconnected:
         record["client_disconnected"] = True
+    if body_limit:
+        if ctx.logged_request is not None:
+            record["request_body"] = _clipped(ctx.logged_request, body_limit)
+        if ctx.logged_response is not None:
+            record["response_body"] = _clipped(ctx.logged_response, body_limit)
     return orjson.dumps(record).decode()
