@@ -29,9 +29,9 @@ from typing import Literal, Protocol
 
 import orjson
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from tollgate.state.redis_bus import drain_and_cancel, fail_fast_client
 
 log = logging.getLogger("tollgate.invalidation")
 
@@ -160,12 +160,7 @@ class RedisInvalidationBus:
         self._subscribers.append((on_event, on_reset))
 
     async def start(self) -> None:
-        self._client = redis.Redis.from_url(
-            self._url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = fail_fast_client(self._url, self._timeout)
         self._queue = asyncio.Queue(_QUEUE_SIZE)
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="tollgate-invalidation-publisher"),
@@ -173,15 +168,8 @@ class RedisInvalidationBus:
         ]
 
     async def stop(self) -> None:
-        if self._queue is not None and self._tasks:
-            # Let queued messages go out (a revocation made just before shutdown must still reach the others).
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), self._stop_timeout)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Let queued messages go out (a revocation made just before shutdown must still reach the others).
+        await drain_and_cancel(self._queue, self._tasks, self._stop_timeout)
         self._tasks = []
         if self._client is not None:
             await self._client.aclose()

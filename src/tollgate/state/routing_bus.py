@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from tollgate.state.redis_bus import drain_and_cancel, fail_fast_client
 
 log = logging.getLogger("tollgate.routing.shared")
 
@@ -113,12 +113,7 @@ class RedisRoutingBus:
             self._warn("the shared routing queue is full; a breaker transition was not shared")
 
     async def start(self) -> None:
-        self._client = redis.Redis.from_url(
-            self._url,
-            socket_connect_timeout=self._timeout,
-            socket_timeout=self._timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = fail_fast_client(self._url, self._timeout)
         self._queue = asyncio.Queue(_QUEUE_SIZE)
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="tollgate-routing-publisher"),
@@ -127,14 +122,7 @@ class RedisRoutingBus:
         ]
 
     async def stop(self) -> None:
-        if self._queue is not None and self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), self._stop_timeout)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await drain_and_cancel(self._queue, self._tasks, self._stop_timeout)
         self._tasks = []
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
