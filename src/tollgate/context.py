@@ -133,6 +133,10 @@ class RequestContext:
     routed: bool = False
     route_arm: str | None = None
     shadow: ShadowCapture | None = None  # set when the request is mirrored to a shadow candidate
+    # The caller's pipeline (core/pipeline.py), chosen at AUTHENTICATE and kept to the end of the request, and
+    # its guardrail profile when not the default one (the cache keeps answers of different profiles apart).
+    pipeline: object = None
+    guard_profile: str | None = None
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode()), *self.extra_headers]

@@ -40,7 +40,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     ctx.stream = stream = body.get("stream") is True
     route = await gw.route(ctx, model)
     inspected: ChatRequest | None = None
-    if gw.inspect_policies:
+    if gw.pipeline_of(ctx).inspect:
         # INSPECT works on the canonical form: decode first, and key the cache on the masked request.
         inspected = await gw.inspect_chat(ctx, decode_request(body))
     cache_body = inspected.body if inspected is not None else body
@@ -49,7 +49,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         await _send_cached(request, ctx, cached, model)
         return
     filters = gw.stream_filters_for(ctx)  # a stream to filter (e.g. cut at a budget) goes through canonical chunks
-    if not filters and inspected is None and not gw.output_policies and _native(gw, route):
+    if not filters and inspected is None and not gw.output_policies(ctx) and _native(gw, route):
         # The provider validates its own format: blocks and tools only Anthropic knows must survive.
         native = ChatRequest(body=body, model=model, stream=stream, include_usage=stream, raw=raw)
         await _passthrough(gw, request, ctx, native, body, raw, route, plan)

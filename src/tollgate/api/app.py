@@ -11,6 +11,7 @@ import orjson
 from tollgate.api import (
     admin,
     admin_cache,
+    admin_guard_profiles,
     admin_guardrails,
     admin_reload,
     admin_shadow,
@@ -89,6 +90,7 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", "/admin/models"): RouteSpec(admin_models, "admin", "admin"),
         ("GET", openapi.PATH): RouteSpec(openapi.serve, "health", "openapi"),  # public: describes, reveals nothing
         ("GET", "/admin/guardrails/events"): RouteSpec(admin_guardrails.events, "admin", "admin"),
+        ("GET", "/admin/guardrails/profiles"): RouteSpec(admin_guard_profiles.profiles, "admin", "admin"),
         ("GET", "/ui"): RouteSpec(ui_page, "health", "ui"),  # static files: not counted as requests
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }

@@ -17,7 +17,15 @@ from functools import cache
 import orjson
 
 import tollgate
-from tollgate.api import admin, admin_cache, admin_guardrails, admin_overview, admin_shadow, admin_spend
+from tollgate.api import (
+    admin,
+    admin_cache,
+    admin_guard_profiles,
+    admin_guardrails,
+    admin_overview,
+    admin_shadow,
+    admin_spend,
+)
 from tollgate.api.admin_access import ADMINS
 from tollgate.api.admin_input import LIMIT_CEILINGS, MAX_BUDGET_USD, MAX_EXPIRY_SECONDS
 from tollgate.api.http import JSON_HEADERS, Request, send_bytes
@@ -434,6 +442,29 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         ),
         description="Each decision: guard, action, rules or entity types, count, phase, payload hash (never the "
         "text), request id, team, model, status.",
+    ),
+    ("GET", "/admin/guardrails/profiles"): Op(
+        "Guardrail profiles and who gets which",
+        "Config",
+        {
+            "type": "object",
+            "properties": {
+                "object": {"type": "string"},
+                "config_version": {"type": "string"},
+                "profiles": {"type": "array", "items": {"type": "object"}},
+                "assign": {"type": "object"},
+                "resolved": {"type": "object"},
+            },
+        },
+        roles=admin_guard_profiles.READERS,
+        query=(
+            Param("key_id", _STR, "Resolve the profile of this key (its team and org are looked up)."),
+            Param("team", _STR, "Resolve the profile of a caller in this team."),
+            Param("org", _STR, "Resolve the profile of a caller in this org."),
+        ),
+        description="Each profile with its guards in running order and its complete config (secrets shown as "
+        "***); the assignments by org, team and key; with key_id, team or org, the profile such a caller gets "
+        "and which assignment decided it.",
     ),
     # --- reports, cache, config, routing ---
     ("GET", "/admin/spend"): Op(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 EntityType = Literal[
     "EMAIL",
@@ -342,7 +343,47 @@ class WebhookGuardConfig(BaseModel):
         return self
 
 
+# The sections a guardrail profile may change; ``audit`` is one record stream for the whole gateway.
+PROFILE_SECTIONS = ("pii", "injection", "code", "caps", "output_filter", "output_schema", "webhook")
+DEFAULT_PROFILE = "default"
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class GuardrailAssignConfig(BaseModel):
+    """Which profile guards whose traffic. The most specific assignment wins: key, then team, then org."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    orgs: dict[str, str] = Field(default_factory=dict, description="Org id -> profile name.")
+    teams: dict[str, str] = Field(default_factory=dict, description="Team id -> profile name.")
+    keys: dict[str, str] = Field(
+        default_factory=dict, description="Key id (as listed by GET /admin/keys, e.g. key_...) -> profile name."
+    )
+
+    def profile_for(self, key_id: str | None, team_id: str | None, org_id: str | None) -> str:
+        """The profile of a caller: its key's, else its team's, else its org's, else ``default``."""
+        if key_id is not None and (name := self.keys.get(key_id)) is not None:
+            return name
+        if team_id is not None and (name := self.teams.get(team_id)) is not None:
+            return name
+        if org_id is not None and (name := self.orgs.get(org_id)) is not None:
+            return name
+        return DEFAULT_PROFILE
+
+
+def merged(base: object, override: object) -> object:
+    """``override`` laid over ``base``: mappings merge key by key (recursively); anything else replaces."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = merged(base[key], value) if key in base else value
+        return out
+    return override
+
+
 class GuardrailsConfig(BaseModel):
+    """The gateway's guard set (the ``default`` profile), named profiles that differ from it, and who gets which."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pii: PIIGuardConfig = Field(
@@ -375,3 +416,63 @@ class GuardrailsConfig(BaseModel):
         default_factory=WebhookGuardConfig,
         description="An external policy service called before and/or after the model.",
     )
+    profiles: dict[str, dict[str, object]] = Field(
+        default_factory=dict,
+        description="Named guard sets for some orgs, teams or keys (see `assign`). Each profile states only how "
+        "it differs from the sections above (pii, injection, code, caps, output_filter, output_schema, "
+        "webhook): mappings merge key by key, lists and values replace. `audit` is gateway-wide.",
+    )
+    assign: GuardrailAssignConfig = Field(
+        default_factory=GuardrailAssignConfig,
+        description="Which profile applies to which org, team or key; everyone else gets the sections above.",
+    )
+    _compiled: dict[str, GuardrailsConfig] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _compile_profiles(self) -> GuardrailsConfig:
+        problems: list[str] = []
+        compiled: dict[str, GuardrailsConfig] = {}
+        base: dict[str, object] | None = None
+        for name, override in self.profiles.items():
+            if name == DEFAULT_PROFILE or not _PROFILE_NAME.match(name):
+                problems.append(
+                    f"profiles: {name!r} is not a usable profile name (letters, digits, '_', '.', '-'; "
+                    f"not {DEFAULT_PROFILE!r}, which is the sections above)"
+                )
+                continue
+            unknown = sorted(set(override) - set(PROFILE_SECTIONS))
+            if unknown:
+                problems.append(
+                    f"profiles.{name}: {', '.join(unknown)} cannot be set per profile "
+                    f"(a profile may set: {', '.join(PROFILE_SECTIONS)})"
+                )
+                continue
+            if base is None:
+                base = self.model_dump(mode="json", include=set(PROFILE_SECTIONS))
+            try:
+                compiled[name] = GuardrailsConfig.model_validate(merged(base, override))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    where = ".".join(str(part) for part in err["loc"])
+                    problems.append(f"profiles.{name}.{where}: {err['msg']}")
+        for kind, table in (("orgs", self.assign.orgs), ("teams", self.assign.teams), ("keys", self.assign.keys)):
+            for who, name in table.items():
+                if name != DEFAULT_PROFILE and name not in self.profiles:
+                    known = ", ".join(dict.fromkeys([DEFAULT_PROFILE, *self.profiles]))
+                    problems.append(f"assign.{kind}.{who}: no profile named {name!r} (profiles: {known})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        self._compiled = compiled
+        return self
+
+    def profile(self, name: str) -> GuardrailsConfig:
+        """The complete guard set of a profile (``default``: this one); ``KeyError`` for an unknown name."""
+        if name == DEFAULT_PROFILE:
+            return self
+        return self._compiled[name]
+
+    def profile_names(self) -> tuple[str, ...]:
+        return (DEFAULT_PROFILE, *self._compiled)
+
+    def assigned(self) -> Mapping[str, Mapping[str, str]]:
+        return {"orgs": self.assign.orgs, "teams": self.assign.teams, "keys": self.assign.keys}

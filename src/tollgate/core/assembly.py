@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
+from tollgate.config.guardrails import DEFAULT_PROFILE, GuardrailsConfig
 from tollgate.config.schema import TollgateConfig
 from tollgate.config.settings import StaticSettings
 from tollgate.core.gateway import Gateway
+from tollgate.core.phases import (
+    AdmitPolicy,
+    FinalizePolicy,
+    InspectPolicy,
+    RespondPolicy,
+    ReviewPolicy,
+    StreamFilterFactory,
+)
+from tollgate.core.pipeline import Pipeline, Pipelines
 from tollgate.core.reload import ConfigWatcher, Reloader
 from tollgate.core.secret_refresh import SecretRefresher
 from tollgate.core.snapshot import Snapshot
@@ -81,60 +91,9 @@ def build_gateway(
     # in one atomic reservation (one store round trip; a request a rate limit refuses holds no budget,
     # even for a moment, and gets the rate limit's 429): policies/reservation.py.
     reservations = ReservationPolicy(counters, (rate_limits, budgets))
-    gateway.admit_policies = (ModelAccessPolicy(), UnpricedModelPolicy(prices), reservations)
-    # Streams of callers with a budget go through canonical chunks, so they can be cut at the budget.
-    gateway.stream_filters = (budgets,)
-    # FINALIZE order: the ledger first, since it prices the request (ctx.cost_usd) for what follows.
-    gateway.finalize_policies = (ledger, rate_limits, budgets)
-    if config.guardrails.pii.enabled:
-        pii = PIIPolicy(config.guardrails.pii)
-        gateway.inspect_policies = (pii,)
-        gateway.respond_policies = (pii,)
-        # The PII restorer first: the budget cut then counts what the client actually receives.
-        gateway.stream_filters = (pii, budgets)
-        gateway.finalize_policies += (pii,)  # drops the request's mapping
-    if config.guardrails.injection.enabled:  # after PII masking: it scores what the provider would see
-        injection = InjectionPolicy(config.guardrails.injection)
-        gateway.inspect_policies += (injection,)
-        gateway.finalize_policies += (injection,)
-    if config.guardrails.code.enabled:
-        code = CodeGuardPolicy(config.guardrails.code)
-        gateway.inspect_policies += (code,)
-        gateway.finalize_policies += (code,)
     guard_audit: GuardrailAuditPolicy | None = None
     if config.guardrails.audit.enabled:  # one audit record per decision any guard left in the context
         guard_audit = GuardrailAuditPolicy(storage.audit, max_queue=config.guardrails.audit.max_queue)
-        gateway.finalize_policies += (guard_audit,)
-
-    if config.guardrails.caps.enabled:
-        # Token caps are a cheap rejection: before the limits and the budget reserve anything, and they
-        # reserve for the clamped max_tokens. INSPECT writes the cap into the body.
-        caps = CapsPolicy(config.guardrails.caps)
-        gateway.admit_policies = (*(p for p in gateway.admit_policies if p is not reservations), caps, reservations)
-        gateway.inspect_policies += (caps,)
-        gateway.finalize_policies += (caps,)
-    if config.guardrails.output_filter.enabled:
-        # After the PII restorer (it screens what the caller would see), before the budget cut. Installed only
-        # when on: any stream filter rules out relaying the provider's bytes.
-        output_filter = OutputFilterPolicy(config.guardrails.output_filter)
-        gateway.respond_policies += (output_filter,)
-        gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), output_filter, budgets)
-    if config.guardrails.output_schema.enabled:
-        # After the output filter: it validates the answer the caller gets. Its stream filter is built only for
-        # requests that ask for a JSON schema, so other streams keep the relay fast path.
-        schema = OutputSchemaPolicy(config.guardrails.output_schema)
-        gateway.respond_policies += (schema,)
-        gateway.finalize_policies += (schema,)  # forgets the request's retry count
-        gateway.stream_filters = (*(f for f in gateway.stream_filters if f is not budgets), schema, budgets)
-    webhook: WebhookGuardPolicy | None = None
-    if config.guardrails.webhook.enabled:
-        # Last in INSPECT: the service sees what the provider would (masked, capped); after every other output
-        # policy in RESPOND (non-streamed answers only).
-        webhook = WebhookGuardPolicy(config.guardrails.webhook)
-        if config.guardrails.webhook.on_request:
-            gateway.inspect_policies += (webhook,)
-        if config.guardrails.webhook.on_response:
-            gateway.review_policies = (webhook,)
 
     # Shadow traffic (policies/shadow.py): the last admit policy (it samples admitted requests), the first
     # respond policy and stream filter (it keeps the provider's own answer), after the ledger in FINALIZE.
@@ -145,10 +104,14 @@ def build_gateway(
     shadow = gateway.shadow = ShadowPolicy(
         lambda: gateway.snapshot.shadows, shadow_call, ledger, gateway.routing_state.events
     )
-    gateway.admit_policies += (shadow,)
-    gateway.respond_policies = (shadow, *gateway.respond_policies)
-    gateway.stream_filters = (shadow, *gateway.stream_filters)
-    gateway.finalize_policies += (shadow,)  # after the ledger: it reads the primary's priced cost
+    composer = PipelineComposer(
+        admit=(ModelAccessPolicy(), UnpricedModelPolicy(prices)),
+        reservations=reservations,
+        budgets=budgets,
+        finalize=(ledger, rate_limits, budgets),
+        shadow=shadow,
+        guard_audit=guard_audit,
+    )
     # Revocation fan-out rides on the counters' Redis (in-process without one): docs/distributed.md.
     bus = open_invalidation_bus(rl.counter_url, timeout_seconds=rl.redis_timeout_seconds)
     gateway.authenticator.attach(bus)
@@ -171,8 +134,6 @@ def build_gateway(
         )
         gateway.services += (routing_bus,)
     gateway.closers = (counters.close,)
-    if webhook is not None:
-        gateway.closers += (webhook.close,)
     cc = config.cache
     # The exact cache shares the counters' Redis unless it names its own store (docs/caching.md).
     cache_store = open_cache_store(
@@ -221,16 +182,10 @@ def build_gateway(
 
         gateway.closers += (flush_traces,)
     if config.langfuse.enabled:
-        # FINALIZE after the ledger (it prices the call); a service so its queue is flushed at shutdown.
         langfuse = LangfuseExporter(config.langfuse)
-        gateway.finalize_policies += (langfuse,)
+        composer.langfuse = langfuse
+        composer.langfuse_content = config.langfuse.capture_content
         gateway.services += (langfuse,)
-        if config.langfuse.capture_content:
-            # What the provider saw and wrote: last in INSPECT (after PII masking), first in RESPOND and
-            # first among stream filters (before PII placeholders are restored).
-            gateway.inspect_policies += (langfuse,)
-            gateway.respond_policies = (langfuse, *gateway.respond_policies)
-            gateway.stream_filters = (langfuse, *gateway.stream_filters)
     mc = config.metrics
     if mc.enabled:
         # Metrics last in FINALIZE: they see what every other policy recorded (the ledger's cost).
@@ -257,5 +212,135 @@ def build_gateway(
             require_auth=mc.require_auth,
             routing=RoutingReadings(gateway.routing_state, lambda: gateway.snapshot.deployment_keys),
         )
-        gateway.finalize_policies += (recorder,)
+        composer.recorder = recorder
+    # The pipelines of every guardrail profile; a reload of the guardrails section composes new ones.
+    gateway.compose = composer.pipelines
+    gateway.pipelines = composer.pipelines(config.guardrails)
     return gateway
+
+
+class PipelineComposer:
+    """Composes the pipeline of each guardrail profile: the gateway-wide policies (built once, shared) around
+    the guards of the profile (built per profile and per config version). The order is fixed here; each
+    constraint is stated next to the policy it concerns."""
+
+    def __init__(
+        self,
+        admit: tuple[AdmitPolicy, ...],
+        reservations: ReservationPolicy,
+        budgets: BudgetPolicy,
+        finalize: tuple[FinalizePolicy, ...],
+        shadow: ShadowPolicy,
+        guard_audit: GuardrailAuditPolicy | None,
+    ) -> None:
+        self.admit = admit
+        self.reservations = reservations
+        self.budgets = budgets
+        self.finalize = finalize
+        self.shadow = shadow
+        self.guard_audit = guard_audit
+        self.langfuse: LangfuseExporter | None = None
+        self.langfuse_content = False
+        self.recorder: MetricsRecorder | None = None
+
+    def pipelines(self, guardrails: GuardrailsConfig) -> Pipelines:
+        """A pipeline per profile of ``guardrails``, and its assignments. Raises ``ValueError`` when a guard
+        cannot be built from its config."""
+        profiles = {
+            name: self.compose(guardrails.profile(name), name)
+            for name in guardrails.profile_names()
+            if name != DEFAULT_PROFILE
+        }
+        return Pipelines(self.compose(guardrails, DEFAULT_PROFILE), profiles, guardrails.assign)
+
+    def compose(self, guards: GuardrailsConfig, profile: str) -> Pipeline:
+        # Token caps are a cheap rejection: before the limits and the budget reserve anything, and they reserve
+        # for the clamped max_tokens. INSPECT writes the cap into the body.
+        caps = CapsPolicy(guards.caps) if guards.caps.enabled else None
+        admit: list[AdmitPolicy] = [*self.admit, *([caps] if caps is not None else []), self.reservations]
+        admit.append(self.shadow)  # last: it samples admitted requests
+        inspect: list[InspectPolicy] = []
+        respond: list[RespondPolicy] = []
+        review: list[ReviewPolicy] = []
+        streams: list[StreamFilterFactory] = []
+        finalize: list[FinalizePolicy] = list(self.finalize)  # the ledger first: it prices the request
+        closers: list[Callable[[], Awaitable[None]]] = []
+        order: list[tuple[str, str]] = [("caps", "admit")] if caps is not None else []
+        if guards.pii.enabled:
+            pii = PIIPolicy(guards.pii)
+            inspect.append(pii)
+            respond.append(pii)
+            streams.append(pii)  # restores placeholders first: the output guards screen what the caller sees
+            finalize.append(pii)  # drops the request's mapping
+            order.append(("pii", "input+output"))
+        if guards.injection.enabled:  # after PII masking: it scores what the provider would see
+            injection = InjectionPolicy(guards.injection)
+            inspect.append(injection)
+            finalize.append(injection)
+            order.append(("injection", "input"))
+        if guards.code.enabled:
+            code = CodeGuardPolicy(guards.code)
+            inspect.append(code)
+            finalize.append(code)
+            order.append(("code", "input"))
+        if caps is not None:
+            inspect.append(caps)
+            finalize.append(caps)
+        if guards.output_filter.enabled:
+            # After the PII restorer (it screens what the caller would see). Installed only when on: any stream
+            # filter rules out relaying the provider's bytes.
+            output_filter = OutputFilterPolicy(guards.output_filter)
+            respond.append(output_filter)
+            streams.append(output_filter)
+            order.append(("output_filter", "output"))
+        if guards.output_schema.enabled:
+            # After the output filter: it validates the answer the caller gets. Its stream filter is built only for
+            # requests that ask for a JSON schema, so other streams keep the relay fast path.
+            schema = OutputSchemaPolicy(guards.output_schema)
+            respond.append(schema)
+            streams.append(schema)
+            finalize.append(schema)  # forgets the request's retry count
+            order.append(("output_schema", "output"))
+        if guards.webhook.enabled:
+            # Last in INSPECT: the service sees what the provider would (masked, capped); after every other output
+            # policy in RESPOND (non-streamed answers only).
+            webhook = WebhookGuardPolicy(guards.webhook)
+            if guards.webhook.on_request:
+                inspect.append(webhook)
+            if guards.webhook.on_response:
+                review.append(webhook)
+            closers.append(webhook.close)
+            stages = [
+                stage
+                for stage, on in (("input", guards.webhook.on_request), ("output", guards.webhook.on_response))
+                if on
+            ]
+            order.append(("webhook", "+".join(stages)))
+        if self.guard_audit is not None:
+            finalize.append(self.guard_audit)  # after every guard: it records the decisions they left
+        # Shadow traffic first among output policies: it keeps the provider's own answer.
+        respond.insert(0, self.shadow)
+        streams.insert(0, self.shadow)
+        finalize.append(self.shadow)  # after the ledger: it reads the primary's priced cost
+        if self.langfuse is not None:
+            # FINALIZE after the ledger (it prices the call). With content: what the provider saw and wrote, so
+            # last in INSPECT (after PII masking), and before PII placeholders are restored in RESPOND.
+            finalize.append(self.langfuse)
+            if self.langfuse_content:
+                inspect.append(self.langfuse)
+                respond.insert(1, self.langfuse)
+                streams.insert(1, self.langfuse)
+        streams.append(self.budgets)  # last: the budget cut counts what the client actually receives
+        if self.recorder is not None:
+            finalize.append(self.recorder)  # last: metrics see what every other policy recorded
+        return Pipeline(
+            profile=profile,
+            admit=tuple(admit),
+            inspect=tuple(inspect),
+            respond=tuple(respond),
+            review=tuple(review),
+            stream_filters=tuple(streams),
+            finalize=tuple(finalize),
+            closers=tuple(closers),
+            guards=tuple(order),
+        )

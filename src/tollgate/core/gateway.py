@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from tollgate.config.guardrails import DEFAULT_PROFILE, GuardrailsConfig
 from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
 from tollgate.core.dispatch import ChunkStream, Completed, Dispatcher
@@ -21,6 +23,7 @@ from tollgate.core.phases import (
     StreamFilter,
     StreamFilterFactory,
 )
+from tollgate.core.pipeline import Pipeline, Pipelines
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
 from tollgate.errors import UpstreamError
@@ -74,14 +77,11 @@ class Gateway:
         self.keys = storage.keys
         self.authenticator = Authenticator(storage.keys, master_key, storage.tenants)
         self.max_body_bytes = max_body_bytes
-        self.admit_policies: tuple[AdmitPolicy, ...] = (ModelAccessPolicy(),)
-        # Per-request stream filters (output guards) run on canonical chunks; while none is active,
-        # streams whose format matches the client's are relayed as the provider's own bytes.
-        self.stream_filters: tuple[StreamFilterFactory, ...] = ()
-        self.inspect_policies: tuple[InspectPolicy, ...] = ()
-        self.respond_policies: tuple[RespondPolicy, ...] = ()
-        self.review_policies: tuple[ReviewPolicy, ...] = ()  # async output policies (external services)
-        self.finalize_policies: tuple[FinalizePolicy, ...] = ()
+        # The policies of each guardrail profile, in phase order; a request gets its caller's at AUTHENTICATE.
+        self.pipelines = Pipelines(Pipeline(admit=(ModelAccessPolicy(),)))
+        # Builds the pipelines of a guardrails config (core/assembly.py), for a reload to install new ones.
+        self.compose: Callable[[GuardrailsConfig], Pipelines] | None = None
+        self._retired: list[tuple[float, Callable[[], Awaitable[None]]]] = []  # closers of replaced pipelines
         self.cache: CachePolicy | None = None  # the exact response cache (CACHE_LOOKUP), off when None
         self.shadow: ShadowPolicy | None = None  # shadow traffic (policies/shadow.py), for GET /admin/shadow
         self.snapshot = snapshot
@@ -99,6 +99,93 @@ class Gateway:
         self.services: tuple[Service, ...] = ()
         self.closers: tuple[Callable[[], Awaitable[None]], ...] = ()
 
+    # The default profile's policies, per phase (a caller with no profile assigned runs these).
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.pipelines.default
+
+    def _set_default(self, **changes: object) -> None:
+        current = self.pipelines
+        default = replace(current.default, **changes)  # type: ignore[arg-type]
+        profiles = {name: p for name, p in current.by_profile.items() if name != DEFAULT_PROFILE}
+        self.pipelines = Pipelines(default, profiles, current.assign)
+
+    @property
+    def admit_policies(self) -> tuple[AdmitPolicy, ...]:
+        return self.pipelines.default.admit
+
+    @admit_policies.setter
+    def admit_policies(self, value: tuple[AdmitPolicy, ...]) -> None:
+        self._set_default(admit=value)
+
+    @property
+    def inspect_policies(self) -> tuple[InspectPolicy, ...]:
+        return self.pipelines.default.inspect
+
+    @inspect_policies.setter
+    def inspect_policies(self, value: tuple[InspectPolicy, ...]) -> None:
+        self._set_default(inspect=value)
+
+    @property
+    def respond_policies(self) -> tuple[RespondPolicy, ...]:
+        return self.pipelines.default.respond
+
+    @respond_policies.setter
+    def respond_policies(self, value: tuple[RespondPolicy, ...]) -> None:
+        self._set_default(respond=value)
+
+    @property
+    def review_policies(self) -> tuple[ReviewPolicy, ...]:
+        return self.pipelines.default.review
+
+    @review_policies.setter
+    def review_policies(self, value: tuple[ReviewPolicy, ...]) -> None:
+        self._set_default(review=value)
+
+    @property
+    def stream_filters(self) -> tuple[StreamFilterFactory, ...]:
+        return self.pipelines.default.stream_filters
+
+    @stream_filters.setter
+    def stream_filters(self, value: tuple[StreamFilterFactory, ...]) -> None:
+        self._set_default(stream_filters=value)
+
+    @property
+    def finalize_policies(self) -> tuple[FinalizePolicy, ...]:
+        return self.pipelines.default.finalize
+
+    @finalize_policies.setter
+    def finalize_policies(self, value: tuple[FinalizePolicy, ...]) -> None:
+        self._set_default(finalize=value)
+
+    def pipeline_of(self, ctx: RequestContext) -> Pipeline:
+        """The pipeline a request runs (its caller's, chosen at AUTHENTICATE), else the default one."""
+        pipeline = ctx.pipeline
+        return pipeline if isinstance(pipeline, Pipeline) else self.pipelines.default
+
+    def install(self, pipelines: Pipelines, grace_seconds: float = 0.0) -> None:
+        """Serve new requests with ``pipelines``; what the old ones hold open is closed after ``grace_seconds``
+        (requests already running keep the pipeline they started with)."""
+        old = self.pipelines
+        self.pipelines = pipelines
+        kept = {id(p) for p in pipelines.by_profile.values()}
+        due = time.monotonic() + grace_seconds
+        for pipeline in old.by_profile.values():
+            if id(pipeline) not in kept:
+                self._retired.extend((due, close) for close in pipeline.closers)
+
+    async def close_retired(self, now: float | None = None) -> None:
+        """Close what replaced pipelines held open, once their grace time is over (all of it when ``now`` is
+        ``inf``)."""
+        moment = time.monotonic() if now is None else now
+        due = [close for at, close in self._retired if at <= moment]
+        self._retired = [(at, close) for at, close in self._retired if at > moment]
+        for close in due:
+            try:
+                await close()
+            except Exception:
+                logging.getLogger("tollgate").exception("closing a replaced pipeline's resource failed")
+
     async def start(self) -> None:
         await self.transport.start()
         for service in self.services:
@@ -112,8 +199,9 @@ class Gateway:
                 await service.stop()
             except Exception:
                 logging.getLogger("tollgate").exception("stopping %s failed", type(service).__name__)
-        for close in self.closers:
+        for close in (*self.closers, *self.pipelines.closers()):
             await close()
+        await self.close_retired(float("inf"))
         await self.transport.stop()
         await self.storage.close()
 
@@ -127,6 +215,9 @@ class Gateway:
         principal = await self.authenticator.authenticate(key_from_headers(headers))
         ctx.principal = principal
         ctx.headers = headers
+        pipeline = ctx.pipeline = self.pipelines.select(principal)
+        if pipeline.profile != DEFAULT_PROFILE:
+            ctx.guard_profile = pipeline.profile
         return principal
 
     # Resolution + phase 2: ADMIT
@@ -138,12 +229,13 @@ class Gateway:
         if not route.plan:
             # Rules or data residency left no deployment at all: fail before anything is reserved.
             raise no_compliant_error(route)
+        admit = self.pipeline_of(ctx).admit
         if tracing.active():
-            for policy in self.admit_policies:
+            for policy in admit:
                 with tracing.span("admit " + type(policy).__name__):
                     await policy.admit(ctx, route)
             return route
-        for policy in self.admit_policies:
+        for policy in admit:
             await policy.admit(ctx, route)
         return route
 
@@ -243,7 +335,7 @@ class Gateway:
     # Phase 3: INSPECT
     async def inspect(self, ctx: RequestContext, body: JSONObject) -> JSONObject:
         traced = tracing.active()
-        for policy in self.inspect_policies:
+        for policy in self.pipeline_of(ctx).inspect:
             if traced:
                 with tracing.span("inspect " + type(policy).__name__):
                     body = await policy.inspect(ctx, body)
@@ -255,7 +347,7 @@ class Gateway:
 
     async def inspect_chat(self, ctx: RequestContext, req: ChatRequest) -> ChatRequest:
         """The request to dispatch after INSPECT; a rewritten one has no raw bytes, so none are forwarded."""
-        if not self.inspect_policies:
+        if not self.pipeline_of(ctx).inspect:
             return req
         body = await self.inspect(ctx, req.body)
         return req if body is req.body else chat_request_from_body(body)
@@ -264,7 +356,7 @@ class Gateway:
     def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
         """A rewritten copy of a non-streamed completion when an output policy changed it, else ``None``."""
         out: JSONObject | None = None
-        for policy in self.respond_policies:
+        for policy in self.pipeline_of(ctx).respond:
             changed = policy.respond(ctx, completion if out is None else out)
             if changed is not None:
                 out = changed
@@ -275,7 +367,7 @@ class Gateway:
         if self.log_bodies:
             ctx.logged_response = completion  # as the provider answered: placeholders not yet restored
         out = self.respond(ctx, completion)
-        for policy in self.review_policies:
+        for policy in self.pipeline_of(ctx).review:
             changed = await policy.review(ctx, completion if out is None else out)
             if changed is not None:
                 out = changed
@@ -298,22 +390,22 @@ class Gateway:
             ctx.usage = _added(ctx.usage, again.usage)
             result = again
 
-    @property
-    def output_policies(self) -> bool:
-        """Whether non-streamed answers are screened (then they are read, never forwarded as the provider's bytes)."""
-        screening = any(not getattr(p, "observer", False) for p in self.respond_policies)
-        return screening or bool(self.review_policies) or self.log_bodies
+    def output_policies(self, ctx: RequestContext) -> bool:
+        """Whether this request's non-streamed answer is screened (then it is read, never forwarded as the
+        provider's bytes)."""
+        return self.pipeline_of(ctx).screens_output or self.log_bodies
 
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
         """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed
         as the provider's own bytes; otherwise it must go through canonical chunks and ``FilteredStream``."""
         if not ctx.stream:
             return []
-        return [f for factory in self.stream_filters if (f := factory.stream_filter(ctx)) is not None]
+        factories = self.pipeline_of(ctx).stream_filters
+        return [f for factory in factories if (f := factory.stream_filter(ctx)) is not None]
 
     # Phase 7: FINALIZE — must not raise.
     def finalize(self, ctx: RequestContext) -> None:
-        for policy in self.finalize_policies:
+        for policy in self.pipeline_of(ctx).finalize:
             try:
                 policy.on_finalize(ctx)
             except Exception:  # a broken policy must never break the request or the other policies

@@ -1,16 +1,19 @@
 """Hot reload: re-read the config file and apply, without a restart, what can change while serving.
 
 What changes at once (``RELOADABLE``): providers, logical models and their deployments, gateway-wide
-settings, routing and prices. They all live in the config ``Snapshot`` (prices also in the shared
-``PriceBook``), so a reload builds a new snapshot and swaps it in one assignment: a request in flight keeps
-the snapshot it started with, the next request gets the new one, and nothing is dropped. Every request
-records the version of the snapshot that served it (``x-tollgate-config-version``, the ledger, metrics).
+settings, routing, prices and guardrails. The first five live in the config ``Snapshot`` (prices also in the
+shared ``PriceBook``), so a reload builds a new snapshot and swaps it in one assignment: a request in flight
+keeps the snapshot it started with, the next request gets the new one, and nothing is dropped. Guardrails are
+policies built per profile into ``Pipelines`` (core/pipeline.py); a reload composes new ones and installs them
+the same way (a request keeps the pipeline it was given at AUTHENTICATE; what a replaced guard holds open is
+closed after a grace period). Every request records the version of the snapshot that served it
+(``x-tollgate-config-version``, the ledger, metrics).
 
-Everything else (server, storage, counters, budgets, cache, guardrails, metrics) was built into stateful
-parts at start (open connections, counters, queues); a change there is reported as ``restart_required`` and
-not applied, and the running gateway keeps the values it started with, so what ``/health/ready`` reports is
-what is in force. An invalid file is refused with the loader's located errors and the old config keeps
-serving.
+Everything else (server, storage, counters, budgets, cache, the guardrail audit, metrics) was built into
+stateful parts at start (open connections, counters, queues); a change there is reported as
+``restart_required`` and not applied, and the running gateway keeps the values it started with, so what
+``/health/ready`` reports is what is in force. An invalid file is refused with the loader's located errors
+and the old config keeps serving.
 
 ``ConfigWatcher`` (``server.watch_config``) polls the file and reloads when it changes, which is how every
 replica of a Kubernetes deployment follows an updated ConfigMap.
@@ -29,6 +32,7 @@ from pathlib import Path
 from tollgate.config.loader import ConfigError, load_config_file
 from tollgate.config.schema import TollgateConfig
 from tollgate.core.gateway import Gateway
+from tollgate.core.pipeline import Pipelines
 from tollgate.core.snapshot import Snapshot
 from tollgate.pricing import PriceBook
 from tollgate.secrets.store import SecretStore
@@ -36,7 +40,9 @@ from tollgate.types import JSONObject, JSONValue
 
 log = logging.getLogger("tollgate.reload")
 
-RELOADABLE = ("providers", "models", "settings", "routing", "pricing")
+RELOADABLE = ("providers", "models", "settings", "routing", "pricing", "guardrails")
+# How long a replaced guard keeps what it holds open (a webhook's HTTP session) for requests still using it.
+RETIRE_GRACE_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +86,15 @@ class Reloader:
         """Apply the file as it is now; raises ``ConfigError`` (old config kept) when it cannot be used."""
         async with self._lock:
             try:
-                snapshot, merged, result = await asyncio.to_thread(self._prepare)
+                snapshot, merged, result, pipelines = await asyncio.to_thread(self._prepare)
             except ConfigError:
                 self.failures += 1
                 raise
             self.prices.reconfigure(merged.pricing)
             self.gateway.swap(snapshot)
+            if pipelines is not None:
+                self.gateway.install(pipelines, RETIRE_GRACE_SECONDS)
+            await self.gateway.close_retired()
             self.reloads += 1
             log.info(
                 "config reloaded from %s: version %s (was %s); applied: %s; restart required: %s",
@@ -97,7 +106,7 @@ class Reloader:
             )
             return result
 
-    def _prepare(self) -> tuple[Snapshot, TollgateConfig, ReloadResult]:
+    def _prepare(self) -> tuple[Snapshot, TollgateConfig, ReloadResult, Pipelines | None]:
         new = load_config_file(self.path, self.env, self.secrets)
         current = self.gateway.snapshot
         old = current.config
@@ -114,12 +123,21 @@ class Reloader:
                 keep[name] = getattr(old, name)
                 if differs:
                     restart.append(name)
+        if before["guardrails"]["audit"] != after["guardrails"]["audit"]:
+            # The audit writer is one queue for the whole gateway, opened at start.
+            restart.append("guardrails.audit")
+            keep["guardrails"] = new.guardrails.model_copy(update={"audit": old.guardrails.audit})
+            if before["guardrails"] == {**after["guardrails"], "audit": before["guardrails"]["audit"]}:
+                applied.remove("guardrails")
         merged = new.model_copy(update=keep)
+        pipelines: Pipelines | None = None
         try:
             snapshot = Snapshot(merged, self.env)
+            if "guardrails" in applied and self.gateway.compose is not None:
+                pipelines = self.gateway.compose(merged.guardrails)
         except (ValueError, KeyError) as exc:  # a combination the schema alone cannot rule out
             raise ConfigError(str(self.path), [str(exc)]) from None
-        return snapshot, merged, ReloadResult(snapshot.version, current.version, applied, restart)
+        return snapshot, merged, ReloadResult(snapshot.version, current.version, applied, restart), pipelines
 
 
 class ConfigWatcher:

@@ -303,10 +303,13 @@ class CachePolicy:
             for tag in (f"org:{principal.org_id}", f"team:{principal.team_id}", f"key:{principal.key_id}"):
                 if not tag.endswith(":None") and tag not in tags:
                     tags.append(tag)
-        key = cache_key(fmt, route, scope_id, body)
+        # Callers under different guardrail profiles never share answers: one profile's output guards may
+        # refuse what another's let through, and a hit skips RESPOND.
+        keyed = scope_id if ctx.guard_profile is None else f"{scope_id}|guards:{ctx.guard_profile}"
+        key = cache_key(fmt, route, keyed, body)
         plan = CachePlan(key, lookup, store, ttl, tuple(tags), route.requested, scope_id)
         if self.semantic is not None:
-            plan.semantic = self._semantic_query(fmt, route, scope_id, body, override)
+            plan.semantic = self._semantic_query(fmt, route, keyed, body, override)
         return plan
 
     def _semantic_query(

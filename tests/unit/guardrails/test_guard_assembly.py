@@ -26,7 +26,7 @@ def test_defaults_install_no_new_guard() -> None:
     # and so keeps the Anthropic pass-through and the stream relay.
     assert gw.inspect_policies == () and gw.review_policies == ()
     assert [type(p).__name__ for p in gw.respond_policies] == ["ShadowPolicy"]
-    assert not gw.output_policies
+    assert not gw.pipeline.screens_output
     assert [type(f).__name__ for f in gw.stream_filters] == ["ShadowPolicy", "BudgetPolicy"]
 
 
@@ -49,4 +49,4 @@ guardrails:
     assert [type(p) for p in gw.review_policies] == [WebhookGuardPolicy]
     names = [type(f).__name__ for f in gw.stream_filters if type(f).__name__ != "ShadowPolicy"]
     assert names == ["PIIPolicy", "OutputFilterPolicy", "OutputSchemaPolicy", "BudgetPolicy"]
-    assert gw.output_policies
+    assert gw.pipeline.screens_output
