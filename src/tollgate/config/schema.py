@@ -296,7 +296,8 @@ class ServerConfig(_Strict):
     log_bodies: bool = Field(
         False,
         description="Add the request body the provider saw (after PII masking when the guard is on) and the "
-        "non-streamed answer (before placeholders are restored) to each access-log line. Off by default.",
+        "answer as the provider wrote it (before placeholders are restored; a streamed answer as its text per "
+        "choice) to each access-log line. Off by default; when on, streams go through canonical chunks.",
     )
     log_body_max_bytes: int = Field(
         4096, ge=256, le=1_048_576, description="Each logged body is cut to this many bytes of JSON."

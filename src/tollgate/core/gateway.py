@@ -28,6 +28,7 @@ from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
 from tollgate.errors import UpstreamError
 from tollgate.observability import tracing
+from tollgate.observability.body_log import StreamBodyLog
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
 from tollgate.policies.model_access import ModelAccessPolicy, model_allowed
 from tollgate.policies.shadow import ShadowPolicy
@@ -401,7 +402,10 @@ class Gateway:
         if not ctx.stream:
             return []
         factories = self.pipeline_of(ctx).stream_filters
-        return [f for factory in factories if (f := factory.stream_filter(ctx)) is not None]
+        filters = [f for factory in factories if (f := factory.stream_filter(ctx)) is not None]
+        if self.log_bodies:  # first: it logs what the provider wrote, before any filter changes it
+            filters.insert(0, StreamBodyLog(ctx, self.log_body_max_bytes))
+        return filters
 
     # Phase 7: FINALIZE — must not raise.
     def finalize(self, ctx: RequestContext) -> None:
