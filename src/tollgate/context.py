@@ -137,6 +137,8 @@ class RequestContext:
     # its guardrail profile when not the default one (the cache keeps answers of different profiles apart).
     pipeline: object = None
     guard_profile: str | None = None
+    # Set by a guard in INSPECT (the injection guard's reroute action): the model to send the request to instead.
+    reroute_model: str | None = None
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-request-id", self.request_id.encode()), *self.extra_headers]

@@ -43,6 +43,7 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     if gw.pipeline_of(ctx).inspect:
         # INSPECT works on the canonical form: decode first, and key the cache on the masked request.
         inspected = await gw.inspect_chat(ctx, decode_request(body))
+        route = gw.rerouted(ctx, route)
     cache_body = inspected.body if inspected is not None else body
     plan, cached = await gw.cache_lookup(ctx, "anthropic", cache_body, route, request.headers)
     if cached is not None:

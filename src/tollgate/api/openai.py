@@ -71,6 +71,7 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
     describe_request(ctx, req.body, raw)
     route = await gw.route(ctx, req.model)
     req = await gw.inspect_chat(ctx, req)  # before the cache: what is cached and compared is the masked prompt
+    route = gw.rerouted(ctx, route)
     plan, cached = await gw.cache_lookup(ctx, "openai", req.body, route, request.headers)
     if cached is not None:
         await _send_cached(request, ctx, cached, req.include_usage)
@@ -140,6 +141,10 @@ async def completions(gw: Gateway, request: Request, ctx: RequestContext) -> Non
     ctx.stream = body.get("stream") is True
     describe_request(ctx, body, raw)
     route = await gw.route(ctx, model)
+    inspected = await gw.inspect(ctx, body)  # the prompt is screened and masked like any other text
+    if inspected is not body:
+        body, raw = inspected, orjson.dumps(inspected)
+    route = gw.rerouted(ctx, route)
     resp = await gw.dispatcher.passthrough(ctx, "completions", body, raw, route, stream=ctx.stream)
     content_type = resp.headers.get("content-type", "application/json")
     headers = [(b"content-type", content_type.encode("latin-1")), *ctx.response_headers()]

@@ -32,6 +32,7 @@ async def chat(gw: Gateway, request: Request, ctx: RequestContext) -> None:
             canonical[name] = body[name]
     route = await gw.route(ctx, model)
     canonical = await gw.inspect(ctx, canonical)
+    route = gw.rerouted(ctx, route)
     plan, cached = await gw.cache_lookup(ctx, "openai", canonical, route, request.headers)
     if cached is not None:
         data, usage_in = cached.completion, cached.usage

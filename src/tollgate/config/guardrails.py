@@ -76,7 +76,8 @@ class PIIGuardConfig(BaseModel):
         return self.actions.get(entity, self.default_action)
 
 
-InjectionAction = Literal["block", "flag"]
+InjectionAction = Literal["block", "flag", "reroute"]
+CodeAction = Literal["block", "flag"]
 
 
 class InjectionSourceConfig(BaseModel):
@@ -91,7 +92,9 @@ class InjectionSourceConfig(BaseModel):
     action: InjectionAction = Field(
         "block",
         description="block: 403 permission_error with a reason code and the rule ids, never the text; flag: let "
-        "the request through, add the response header x-tollgate-guardrail: flagged and record the decision.",
+        "the request through, add the response header x-tollgate-guardrail: flagged and record the decision; "
+        "reroute: send the request to `reroute_model` instead (a safer model), with x-tollgate-guardrail: "
+        "rerouted.",
     )
 
 
@@ -149,6 +152,18 @@ class InjectionGuardConfig(BaseModel):
     decode_payloads: bool = Field(
         True, description="Decode base64 and hex payloads found in a text and screen what they contain."
     )
+    reroute_model: str | None = Field(
+        None,
+        description="The model (a name from `models`, or provider/model) that requests go to when a source's "
+        "action is reroute: e.g. one with stronger safety tuning, or without tools. Required by that action.",
+    )
+
+    @model_validator(mode="after")
+    def _reroute_target(self) -> InjectionGuardConfig:
+        rerouting = [n for n, src in (("direct", self.direct), ("indirect", self.indirect)) if src.action == "reroute"]
+        if rerouting and not self.reroute_model:
+            raise ValueError(f"{rerouting[0]}.action is reroute but reroute_model is not set")
+        return self
 
 
 class CodeGuardConfig(BaseModel):
@@ -160,7 +175,7 @@ class CodeGuardConfig(BaseModel):
         False, description="Screen user messages for SQL/shell/code injection payloads and destructive commands."
     )
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Score (0-1) from which a message is acted on.")
-    action: InjectionAction = Field(
+    action: CodeAction = Field(
         "flag",
         description="flag (default): let it through with x-tollgate-guardrail: flagged; block: 403 "
         "dangerous_code_detected naming the rule ids.",

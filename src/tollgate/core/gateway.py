@@ -26,7 +26,7 @@ from tollgate.core.phases import (
 from tollgate.core.pipeline import Pipeline, Pipelines
 from tollgate.core.snapshot import Snapshot
 from tollgate.core.transport import Transport
-from tollgate.errors import UpstreamError
+from tollgate.errors import PermissionDeniedError, TollgateError, UpstreamError
 from tollgate.observability import tracing
 from tollgate.observability.body_log import StreamBodyLog
 from tollgate.policies.cache import CachedAnswer, CachePlan, CachePolicy, ClientFormat, PieceSource, RecordingStream
@@ -239,6 +239,28 @@ class Gateway:
         for policy in admit:
             await policy.admit(ctx, route)
         return route
+
+    def rerouted(self, ctx: RequestContext, route: Route) -> Route:
+        """After INSPECT: the route to the model a guard sent the request to instead (the injection guard's
+        reroute action), else ``route``. The administrator chose that model, so the caller's allow-list does not
+        apply to it; the budget reserved at ADMIT stays, and the request is settled at what it really cost."""
+        model = ctx.reroute_model
+        if model is None or model == route.requested:
+            return route
+        try:
+            new = self.resolve(ctx, model)
+        except TollgateError:
+            new = None
+        if new is None or not new.plan:
+            # Fail closed: the request was judged unsafe for the model it asked for.
+            raise PermissionDeniedError(
+                f"The request was held back by a guardrail and its safer model '{model}' is not available. Ask "
+                "your administrator to check guardrails.injection.reroute_model.",
+                code="guardrail_reroute_unavailable",
+            )
+        routing_log.info("request %s: rerouted by a guardrail from %s to %s", ctx.request_id, route.requested, model)
+        ctx.requested_model = model
+        return new
 
     def resolve(self, ctx: RequestContext, model: str) -> Route:
         """The route of a request: the model's deployments, shaped by routing rules and data residency."""

@@ -39,7 +39,7 @@ class Finding:
 class InjectionDecision:
     """What was decided for a request, for the record: the action and the findings."""
 
-    action: Literal["block", "flag"]
+    action: Literal["block", "flag", "reroute"]
     findings: tuple[Finding, ...]
 
     @property
@@ -77,14 +77,17 @@ def screened_texts(body: JSONObject) -> Iterator[tuple[Source, int, str]]:
         yield "direct", -1, prompt
 
 
-def _mark_flagged(ctx: RequestContext, rules: str) -> None:
-    """Add the flag headers, once per response: a second guard that flags the same request adds its rule ids."""
+def _mark_flagged(ctx: RequestContext, rules: str, what: bytes = b"flagged") -> None:
+    """Add the flag headers, once per response: a second guard that flags the same request adds its rule ids
+    (and a reroute outranks a flag)."""
     headers = ctx.extra_headers
     for i, (name, value) in enumerate(headers):
         if name == RULES_HEADER:
             headers[i] = (RULES_HEADER, value + b"," + rules.encode())
+            if what != b"flagged":
+                headers[:] = [(n, what if n == HEADER else v) for n, v in headers]
             return
-    headers.append((HEADER, b"flagged"))
+    headers.append((HEADER, what))
     headers.append((RULES_HEADER, rules.encode()))
 
 
@@ -113,13 +116,14 @@ class InjectionPolicy:
             self.sources["indirect"] = config.indirect
         self.blocked = 0
         self.flagged = 0
+        self.rerouted = 0
         self._decisions: dict[int, InjectionDecision] = {}  # by id(ctx), until FINALIZE
 
     def screen(self, body: JSONObject) -> InjectionDecision | None:
         """The decision for ``body``, or ``None`` when nothing reached its threshold. Stops at the first text
         that is to be blocked."""
         findings: list[Finding] = []
-        blocking = False
+        action: Literal["block", "flag", "reroute"] = "flag"
         for source, index, text in screened_texts(body):
             cfg = self.sources.get(source)
             if cfg is None:
@@ -128,11 +132,13 @@ class InjectionPolicy:
             if verdict.score >= cfg.threshold and verdict.hits:
                 findings.append(Finding(source, index, verdict))
                 if cfg.action == "block":
-                    blocking = True
+                    action = "block"
                     break
+                if cfg.action == "reroute":  # stronger than flag, weaker than a block of a later text
+                    action = "reroute"
         if not findings:
             return None
-        return InjectionDecision("block" if blocking else "flag", tuple(findings))
+        return InjectionDecision(action, tuple(findings))
 
     async def inspect(self, ctx: RequestContext, req_body: JSONObject) -> JSONObject:
         """INSPECT phase: the body unchanged, or ``PermissionDeniedError`` (403) for a blocked request."""
@@ -153,8 +159,14 @@ class InjectionPolicy:
                 code=REASON[finding.source],
                 headers={HEADER.decode(): "blocked", RULES_HEADER.decode(): ",".join(finding.verdict.rules)},
             )
-        self.flagged += 1
-        _mark_flagged(ctx, rules)
+        if decision.action == "reroute":
+            # The gateway re-resolves the route after INSPECT (Gateway.rerouted); the caller is told by a header.
+            self.rerouted += 1
+            ctx.reroute_model = self.config.reroute_model
+            _mark_flagged(ctx, rules, b"rerouted")
+        else:
+            self.flagged += 1
+            _mark_flagged(ctx, rules)
         self._decisions[id(ctx)] = decision
         return req_body
 
@@ -243,5 +255,5 @@ def _record(ctx: RequestContext, decision: InjectionDecision, guardrail: str = "
         ",".join(sorted({f.source for f in decision.findings})),
         decision.score,
         ",".join(decision.rules),
-        ctx.status if decision.action == "flag" else 403,
+        403 if decision.action == "block" else ctx.status,
     )
