@@ -22,6 +22,7 @@ from tollgate.api import (
     openapi,
     route_explain,
     simple,
+    sso,
 )
 from tollgate.api.admin_overview import models as admin_models
 from tollgate.api.admin_overview import overview as admin_overview
@@ -90,6 +91,12 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", openapi.PATH): RouteSpec(openapi.serve, "health", "openapi"),  # public: describes, reveals nothing
         ("GET", "/admin/guardrails/events"): RouteSpec(admin_guardrails.events, "admin", "admin"),
         ("GET", "/ui"): RouteSpec(ui_page, "health", "ui"),  # static files: not counted as requests
+        # Single sign-on for the UI (api/sso.py): the flow is "sso", the console's own session is admin API.
+        ("GET", "/auth/sso"): RouteSpec(sso.info, "health", "sso"),
+        ("GET", "/auth/sso/login"): RouteSpec(sso.login, "admin", "sso"),
+        ("GET", "/auth/sso/callback"): RouteSpec(sso.callback, "admin", "sso"),
+        ("GET", "/admin/session"): RouteSpec(sso.session, "admin", "admin"),
+        ("DELETE", "/admin/session"): RouteSpec(sso.sign_out, "admin", "admin"),
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
 
