@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from tollgate.api.http import Headers, Request, send_bytes, send_json
 from tollgate.context import Principal, RequestContext
+from tollgate.core.auth import key_from_headers
 from tollgate.core.gateway import Gateway
 from tollgate.core.oidc import OidcError
 from tollgate.core.sso import FLOW_COOKIE, FLOW_SECONDS, SingleSignOn
@@ -128,7 +129,7 @@ async def session(gw: Gateway, request: Request, ctx: RequestContext) -> None:
 async def sign_out(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     """``DELETE /admin/session``: end a console session, on every replica."""
     principal = await gw.authenticate(ctx, request.headers)
-    token = (request.header(b"authorization") or "").partition(" ")[2].strip()
+    token = key_from_headers(request.headers) or ""
     current = gw.sso.session_of(token) if gw.sso is not None else None
     if current is None or principal.metadata.get("sso_session") != current.id:
         raise InvalidRequestError(

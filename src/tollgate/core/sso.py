@@ -184,16 +184,8 @@ class SingleSignOn:
         id_token = await self.oidc.exchange(code, challenge)
         identity = await self.oidc.verify(id_token, challenge.nonce)
         email, role = await self._admit(identity, request_id)
-        session = Session(
-            id="sso_" + secrets.token_hex(12),
-            email=email,
-            subject=identity.subject,
-            role=role,
-            expires_at=int(self._now()) + self.config.session_seconds,
-        )
-        token = SESSION_PREFIX + self._sessions.sign(
-            {"sid": session.id, "email": email, "sub": session.subject, "role": role, "exp": session.expires_at}
-        )
+        signed_in = self.issue(email, identity.subject, role)
+        session = signed_in.session
         await self._audit.append(
             new_audit_record(
                 actor_key_id=session.key_id,
@@ -207,7 +199,20 @@ class SingleSignOn:
             )
         )
         log.info("SSO sign-in: %s as %s (session %s)", email, role, session.id)
-        return SignIn(token, session)
+        return signed_in
+
+    def issue(self, email: str, subject: str, role: str) -> SignIn:
+        """A new console session for someone the flow admitted."""
+        session = Session(
+            id="sso_" + secrets.token_hex(12),
+            email=email,
+            subject=subject,
+            role=role,
+            expires_at=int(self._now()) + self.config.session_seconds,
+        )
+        claims: JSONObject = {"sid": session.id, "email": email, "sub": subject, "role": role}
+        claims["exp"] = session.expires_at
+        return SignIn(SESSION_PREFIX + self._sessions.sign(claims), session)
 
     async def _admit(self, identity: Identity, request_id: str) -> tuple[str, str]:
         """The email and console role of a verified identity, or a refusal (audited: the token was genuine)."""

@@ -28,9 +28,8 @@ class Clock:
 
 
 def _issue(sso: SingleSignOn, clock: Clock, role: str = "viewer") -> str:
-    # What finish() signs, minus the provider round trip (covered by tests/integration/test_sso.py).
-    claims = {"sid": "sso_1", "email": "a@example.com", "sub": "s", "role": role, "exp": int(clock.now) + 3600}
-    return SESSION_PREFIX + sso._sessions.sign(claims)
+    # What finish() hands out after the provider round trip (that is tests/integration/test_sso.py's part).
+    return sso.issue("a@example.com", "subject-1", role).token
 
 
 async def test_a_session_authenticates_as_its_person_until_it_expires() -> None:
