@@ -8,7 +8,8 @@
                                              URI, client authentication (basic or post) and the PKCE verifier,
                                              and answers an RS256-signed ID token for ``user``
 
-Tests pick who signs in by setting ``provider.user`` and how the ID token is spoiled by ``provider.tamper``:
+Tests pick who signs in by setting ``provider.user``, which client authentication /token accepts by
+``provider.auth_methods``, and how the ID token is spoiled by ``provider.tamper``:
 ``bad_signature`` (signed by another key under the published kid), ``wrong_audience``, ``wrong_issuer``,
 ``expired``, ``wrong_nonce``; ``provider.deny`` makes /authorize answer ``error=access_denied``.
 """
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import jwt
 from aiohttp import web
@@ -64,6 +65,8 @@ class FakeProvider:
     )
     tamper: str | None = None
     deny: bool = False
+    # How clients may authenticate at /token (what discovery announces, and all that /token accepts).
+    auth_methods: list[str] = field(default_factory=lambda: ["client_secret_basic", "client_secret_post"])
     key: rsa.RSAPrivateKey = field(default_factory=_key)
     other_key: rsa.RSAPrivateKey = field(default_factory=_key)
     grants: dict[str, Grant] = field(default_factory=dict)
@@ -78,6 +81,7 @@ class FakeProvider:
     def reset(self) -> None:
         self.tamper, self.deny = None, False
         self.user = FakeProvider().user
+        self.auth_methods = ["client_secret_basic", "client_secret_post"]
 
     # ---- routes -----------------------------------------------------------------------------------------
 
@@ -93,7 +97,7 @@ class FakeProvider:
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "code_challenge_methods_supported": ["S256"],
-                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "token_endpoint_auth_methods_supported": self.auth_methods,
                 "scopes_supported": ["openid", "email", "profile", "groups"],
             }
         )
@@ -122,10 +126,12 @@ class FakeProvider:
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
         client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+        method = "client_secret_post"
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Basic "):
-            client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
-        if client_id != CLIENT_ID or secret != CLIENT_SECRET:
+            method = "client_secret_basic"
+            client_id, _, secret = (unquote_plus(p) for p in base64.b64decode(auth[6:]).decode().partition(":"))
+        if client_id != CLIENT_ID or secret != CLIENT_SECRET or method not in self.auth_methods:
             return web.json_response({"error": "invalid_client"}, status=401)
         if form.get("grant_type") != "authorization_code":
             return web.json_response({"error": "unsupported_grant_type"}, status=400)

@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
 import pytest
@@ -285,3 +286,26 @@ def test_sso_off_by_default() -> None:
         assert login.status_code == 404 and "not enabled" in login.json()["error"]["message"]
         # Without SSO a session-looking bearer is just an unknown key.
         assert _get(running, "/admin/session", "tgs.e30.AAAA").status_code == 401
+
+
+@contextmanager
+def _fresh_gateway(idp: FakeProvider, secret: str = CLIENT_SECRET) -> Iterator[RunningGateway]:
+    """A gateway of its own, so it reads the provider's discovery document anew."""
+    port = free_port()
+    idp.redirect_uris.append(f"http://127.0.0.1:{port}/auth/sso/callback")
+    with run_gateway(_config(idp, port), {"SSO_CLIENT_SECRET": secret}, port=port) as running:
+        yield running
+
+
+def test_a_provider_that_takes_the_secret_in_the_form_only(idp: FakeProvider) -> None:
+    idp.auth_methods = ["client_secret_post"]
+    with _fresh_gateway(idp) as running:
+        token = _token(_walk(running))
+        assert _get(running, "/admin/session", token).status_code == 200
+
+
+def test_a_wrong_client_secret_is_reported(idp: FakeProvider) -> None:
+    with _fresh_gateway(idp, secret="not-the-secret") as running:
+        message = _refusal(_walk(running))
+        assert message == "The identity provider did not accept the sign-in code: invalid_client.", message
+        assert "not-the-secret" not in message
