@@ -68,6 +68,7 @@ class FakeProvider:
     # How clients may authenticate at /token (what discovery announces, and all that /token accepts).
     auth_methods: list[str] = field(default_factory=lambda: ["client_secret_basic", "client_secret_post"])
     key: rsa.RSAPrivateKey = field(default_factory=_key)
+    kid: str = KID
     other_key: rsa.RSAPrivateKey = field(default_factory=_key)
     grants: dict[str, Grant] = field(default_factory=dict)
     issued: int = 0  # ID tokens handed out
@@ -104,7 +105,7 @@ class FakeProvider:
 
     async def jwks(self, request: web.Request) -> web.Response:
         jwk: dict[str, Any] = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return web.json_response({"keys": [{**jwk, "kid": KID, "use": "sig", "alg": "RS256"}]})
+        return web.json_response({"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
 
     async def authorize(self, request: web.Request) -> web.Response:
         q = request.query
@@ -173,7 +174,11 @@ class FakeProvider:
             claims["iat"], claims["exp"] = now - 7200, now - 3600
         elif self.tamper == "wrong_nonce":
             claims["nonce"] = "not-the-nonce-you-sent"
-        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KID})
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
+
+    def rotate_key(self) -> None:
+        """Publish a new signing key under a new key id (the old one is gone, as after a rotation)."""
+        self.key, self.kid = _key(), f"fake-key-{secrets.token_hex(4)}"
 
 
 def _redirect(uri: str, params: dict[str, str]) -> web.Response:
