@@ -22,6 +22,7 @@ from tollgate.core.phases import (
     StreamFilterFactory,
 )
 from tollgate.core.snapshot import Snapshot
+from tollgate.core.sso import SESSION_PREFIX, SingleSignOn
 from tollgate.core.transport import Transport
 from tollgate.errors import UpstreamError
 from tollgate.observability import tracing
@@ -38,7 +39,6 @@ from tollgate.wire.openai import ChatRequest, Usage, chat_request_from_body, max
 
 if TYPE_CHECKING:
     from tollgate.core.reload import Reloader
-    from tollgate.core.sso import SingleSignOn
     from tollgate.observability.tracing import Tracing
 
 access_log = logging.getLogger("tollgate.access")
@@ -127,7 +127,7 @@ class Gateway:
     # Phase 1: AUTHENTICATE
     async def authenticate(self, ctx: RequestContext, headers: Mapping[bytes, bytes]) -> Principal:
         key = key_from_headers(headers)
-        if self.sso is not None and key is not None and key.startswith("tgs."):
+        if self.sso is not None and key is not None and key.startswith(SESSION_PREFIX):
             # A console session from single sign-on: the admin API's endpoints only (front door "admin").
             principal = await self.sso.authenticate(key, admin_api=ctx.front_door == "admin")
         else:
