@@ -18,8 +18,8 @@ RUN python -m venv /opt/tollgate
 COPY pyproject.toml README.md ./
 COPY src ./src
 # The otel extra: traces go out when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/observability.md); the vault
-# extra: ${vault:...} secret references (docs/configuration.md#secrets).
-RUN /opt/tollgate/bin/pip install ".[otel,vault]"
+# extra: ${vault:...} secret references (docs/configuration.md#secrets); the sso extra: single sign-on for the UI (docs/ui.md).
+RUN /opt/tollgate/bin/pip install ".[otel,vault,sso]"
 
 # ---- runtime: the virtualenv on a clean slim base, run as an unprivileged user ----
 FROM ${PYTHON_IMAGE} AS runtime

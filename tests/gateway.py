@@ -38,9 +38,11 @@ def run_gateway(
     env: Mapping[str, str] | None = None,
     data_dir: str | None = None,
     config_path: str | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningGateway]:
     """A gateway with only the given env (no inherited provider keys), an in-memory key store by default.
-    With ``config_path`` the config is that file (and ``POST /admin/reload`` re-reads it)."""
+    With ``config_path`` the config is that file (and ``POST /admin/reload`` re-reads it). ``port``: when
+    the config must name the gateway's own address (an SSO redirect URL), pick it first with free_port()."""
     full_env = {"TOLLGATE_MASTER_KEY": MASTER_KEY, "TOLLGATE_DATABASE_URL": "memory://"}
     if data_dir is not None:
         full_env["TOLLGATE_DATA_DIR"] = data_dir
@@ -51,7 +53,7 @@ def run_gateway(
     else:
         config = parse_config(yaml_text, "<test>", full_env)
     app, master_key, _ = create_app(config, full_env, config_path=config_path)
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app,

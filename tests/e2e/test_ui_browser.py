@@ -445,11 +445,16 @@ def test_a_viewer_reads_everything_but_changes_nothing(page: Page, gw: RunningGa
     _sign_in(page, gw, key=viewer)
     expect(page.locator('[data-kpi="requests"] .value')).not_to_have_text("0")
     _open(page, "keys", "Keys")
-    page.get_by_label("Name").fill("should-not-exist")
-    page.get_by_role("button", name="Create key").click()
-    expect(page.locator("#create-key .error")).to_contain_text("needs a key with role")
-    expect(page.get_by_role("dialog")).to_have_count(0)
-    assert all(k["name"] != "should-not-exist" for k in _admin(gw, "/admin/keys")["data"])
+    # What a viewer may not do is not offered (rather than failing when tried), and the page says why.
+    expect(page.locator("#create-key")).to_have_count(0)
+    expect(page.locator("[data-read-only]")).to_contain_text("your viewer key reads only")
+    expect(page.get_by_role("button", name="Revoke key payments-svc")).to_be_disabled()
+    _open(page, "teams", "Teams & budgets")
+    expect(page.get_by_role("button", name="Create team")).to_have_count(0)
+    expect(page.locator("[data-read-only]")).to_contain_text("Creating teams and organizations needs an admin key")
+    # The API refuses all the same.
+    made = requests.post(gw.base_url + "/admin/keys", json={"name": "nope"}, headers=gw.auth(viewer), timeout=10)
+    assert made.status_code == 403
 
 
 def test_a_key_revoked_mid_session_returns_to_sign_in(page: Page, gw: RunningGateway) -> None:

@@ -23,6 +23,7 @@ from tollgate.api import (
     openapi,
     route_explain,
     simple,
+    sso,
 )
 from tollgate.api.admin_overview import models as admin_models
 from tollgate.api.admin_overview import overview as admin_overview
@@ -92,6 +93,12 @@ def _routes() -> dict[tuple[str, str], RouteSpec]:
         ("GET", "/admin/guardrails/events"): RouteSpec(admin_guardrails.events, "admin", "admin"),
         ("GET", "/admin/guardrails/profiles"): RouteSpec(admin_guard_profiles.profiles, "admin", "admin"),
         ("GET", "/ui"): RouteSpec(ui_page, "health", "ui"),  # static files: not counted as requests
+        # Single sign-on for the UI (api/sso.py): the flow is "sso", the console's own session is admin API.
+        ("GET", "/auth/sso"): RouteSpec(sso.info, "health", "sso"),
+        ("GET", "/auth/sso/login"): RouteSpec(sso.login, "admin", "sso"),
+        ("GET", "/auth/sso/callback"): RouteSpec(sso.callback, "admin", "sso"),
+        ("GET", "/admin/session"): RouteSpec(sso.session, "admin", "admin"),
+        ("DELETE", "/admin/session"): RouteSpec(sso.sign_out, "admin", "admin"),
         **{(r.method, r.path): RouteSpec(r.handler(), "admin", "admin") for r in admin.ROUTES if "{" not in r.path},
     }
 

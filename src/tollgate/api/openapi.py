@@ -259,6 +259,23 @@ _SCHEMAS: dict[str, JSONObject] = {
         **_obj(("model", "messages"), {"model": _STR, "messages": {"type": "array", "items": {"type": "object"}}}),
         "description": "An OpenAI chat completion request (see the OpenAI API reference for every field).",
     },
+    "Session": _obj(
+        ("key_id", "name", "role", "team_id", "org_id", "session"),
+        {
+            "key_id": {"type": "string", "description": "The key's id; sso:<email> for a console session."},
+            "name": _STR,
+            "role": {"enum": list[JSONValue](ROLES)},
+            "team_id": _nullable(_STR),
+            "org_id": _nullable(_STR),
+            "session": _nullable(
+                _obj(("id", "email", "expires_at"), {"id": _STR, "email": _STR, "expires_at": _TIME}),
+            ),
+        },
+    ),
+    "SsoInfo": _obj(
+        ("enabled",),
+        {"enabled": {"type": "boolean"}, "label": _STR, "login_url": _STR},
+    ),
 }
 
 # Request-body fields of the admin API, with the limits ``admin_input.Body`` enforces.
@@ -604,6 +621,47 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/metrics"): Op("Prometheus metrics", "Health", None, media="text/plain"),
     ("GET", "/ui"): Op("Admin web UI", "UI", None, media="text/html"),
     ("GET", "/ui/{asset}"): Op("Admin web UI files", "UI", None, media="application/octet-stream", errors=(404,)),
+    # --- single sign-on for the UI, and the console's own session (api/sso.py; docs/ui.md) ---
+    ("GET", "/auth/sso"): Op(
+        "Whether the UI offers single sign-on", "UI", _ref("SsoInfo"), description="Readable without a key."
+    ),
+    ("GET", "/auth/sso/login"): Op(
+        "Start a single sign-on",
+        "UI",
+        None,
+        status=303,
+        media="text/plain",
+        errors=(404,),
+        description="303 to the identity provider's authorization endpoint (code flow with PKCE), setting a "
+        "signed HttpOnly cookie with the attempt's state, nonce and verifier. 404 when sso.enabled is off.",
+    ),
+    ("GET", "/auth/sso/callback"): Op(
+        "Finish a single sign-on",
+        "UI",
+        None,
+        status=303,
+        media="text/plain",
+        errors=(404,),
+        description="Where the provider sends the browser back (query: code and state, or error). Always 303 "
+        "to /ui: with #sso=<session token> when the ID token checks out and the email is verified and in "
+        "sso.allowed_domains, else with #sso_error=<why>.",
+    ),
+    ("GET", "/admin/session"): Op(
+        "Who the bearer is",
+        "Access",
+        _ref("Session"),
+        roles=ROLES,
+        description="Any key or console session: its role and team, so the UI shows what that role may use.",
+    ),
+    ("DELETE", "/admin/session"): Op(
+        "Sign out of a console session",
+        "Access",
+        _obj(("signed_out", "session"), {"signed_out": {"const": True}, "session": _STR}),
+        roles=ROLES,
+        errors=(400,),
+        description="Ends the single sign-on session sent as the bearer, on every replica. 400 (code "
+        "not_a_session) for an API key: revoke a key instead.",
+    ),
     # --- model calls (described briefly: their wire formats are OpenAI's and Anthropic's) ---
     **{
         (method, prefix + path): Op(

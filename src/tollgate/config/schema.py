@@ -14,6 +14,7 @@ from tollgate.config.limits import RateLimitSettings
 from tollgate.config.pricing import PricingConfig
 from tollgate.config.routing_rules import ResidencyConfig, RuleConfig, rule_problems
 from tollgate.config.secrets import SecretsConfig
+from tollgate.config.sso import SsoConfig
 from tollgate.secrets.store import SecretStore
 
 RoutingStrategy = Literal["priority", "weighted", "least_latency", "lowest_cost", "least_busy"]
@@ -486,6 +487,10 @@ class TollgateConfig(_Strict):
         default_factory=SecretsConfig,
         description="Secrets from files and HashiCorp Vault (${file:...}, ${vault:...}): refresh and Vault "
         "connection; static settings, read at start (docs/configuration.md#secrets).",
+    )
+    sso: SsoConfig = Field(
+        default_factory=SsoConfig,
+        description="OpenID Connect single sign-on for the admin UI: static settings, read at start (docs/ui.md).",
     )
     # The store that resolved this config's secret references (set by the loader; refreshes them).
     _secret_store: SecretStore | None = PrivateAttr(default=None)

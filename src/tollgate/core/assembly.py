@@ -22,6 +22,7 @@ from tollgate.core.pipeline import Pipeline, Pipelines
 from tollgate.core.reload import ConfigWatcher, Reloader
 from tollgate.core.secret_refresh import SecretRefresher
 from tollgate.core.snapshot import Snapshot
+from tollgate.core.sso import SingleSignOn
 from tollgate.core.transport import Transport, demo_handler
 from tollgate.observability.langfuse import LangfuseExporter
 from tollgate.observability.metrics import GatewayMetrics
@@ -186,6 +187,10 @@ def build_gateway(
         composer.langfuse = langfuse
         composer.langfuse_content = config.langfuse.capture_content
         gateway.services += (langfuse,)
+    if config.sso.enabled:
+        # The admin UI's single sign-on; a service so its HTTP client to the provider is closed at shutdown.
+        gateway.sso = SingleSignOn(config.sso, master_key, storage.audit)
+        gateway.services += (gateway.sso,)
     mc = config.metrics
     if mc.enabled:
         # Metrics last in FINALIZE: they see what every other policy recorded (the ledger's cost).

@@ -25,6 +25,7 @@ from tollgate.core.phases import (
 )
 from tollgate.core.pipeline import Pipeline, Pipelines
 from tollgate.core.snapshot import Snapshot
+from tollgate.core.sso import SESSION_PREFIX, SingleSignOn
 from tollgate.core.transport import Transport
 from tollgate.errors import PermissionDeniedError, TollgateError, UpstreamError
 from tollgate.observability import tracing
@@ -93,6 +94,7 @@ class Gateway:
         self.draining = False
         self.reloader: Reloader | None = None  # set when serving from a config file (POST /admin/reload)
         self.tracing: Tracing | None = None  # OpenTelemetry traces, when on (observability/tracing.py)
+        self.sso: SingleSignOn | None = None  # the admin UI's single sign-on, when sso.enabled (core/sso.py)
         self.log_bodies = False  # server.log_bodies: bodies in the access log (after masking)
         self.log_body_max_bytes = 4096
         # Background parts with a lifecycle (writers, settlement queues), started and stopped with the app,
@@ -213,7 +215,12 @@ class Gateway:
 
     # Phase 1: AUTHENTICATE
     async def authenticate(self, ctx: RequestContext, headers: Mapping[bytes, bytes]) -> Principal:
-        principal = await self.authenticator.authenticate(key_from_headers(headers))
+        key = key_from_headers(headers)
+        if self.sso is not None and key is not None and key.startswith(SESSION_PREFIX):
+            # A console session from single sign-on: the admin API's endpoints only (front door "admin").
+            principal = await self.sso.authenticate(key, admin_api=ctx.front_door == "admin")
+        else:
+            principal = await self.authenticator.authenticate(key)
         ctx.principal = principal
         ctx.headers = headers
         pipeline = ctx.pipeline = self.pipelines.select(principal)

@@ -28,14 +28,31 @@ async function api(path, opts) {
   try {
     return await (await request(path, opts)).json();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) signOut('Your key was refused (revoked, rotated or expired). Sign in again.');
+    if (err instanceof ApiError && err.status === 401) {
+      const session = (sessionStorage.getItem(STORE) || '').startsWith(SESSION_PREFIX);
+      signOut(session ? err.message : 'Your key was refused (revoked, rotated or expired). Sign in again.');
+    }
     throw err;
   }
 }
 
-// ---- sign-in -------------------------------------------------------------------------------------------
+// ---- sign-in ----------------------------------------------------------------------------------------------
+// A key, or a console session from single sign-on (a bearer token the gateway signs, kept and sent exactly like
+// a key: never a cookie, so nothing is sent on the browser's own initiative). /admin/session says who it is.
+
+let me = null;  // the signed-in identity: {key_id, name, role, team_id, org_id, session}
+const SESSION_PREFIX = 'tgs.';
 
 function hint(key) { return key.length > 12 ? `${key.slice(0, 5)}…${key.slice(-4)}` : 'key'; }
+
+// Why this identity cannot use the console at all (null when it can).
+function consoleRefusal(who) {
+  if (who.role === 'team_admin' && !who.team_id) return 'it is a team_admin key that belongs to no team.';
+  if (!CONSOLE_ROLES.includes(who.role)) {
+    return `its role is ${who.role}, which calls models only; the console needs an admin, viewer or team_admin key.`;
+  }
+  return null;
+}
 
 async function signIn(event) {
   event.preventDefault();
@@ -45,34 +62,132 @@ async function signIn(event) {
   error.textContent = '';
   input.removeAttribute('aria-invalid');
   if (!key) { error.textContent = 'Enter an admin key.'; input.setAttribute('aria-invalid', 'true'); input.focus(); return; }
+  let who;
   try {
-    await request('/admin/overview?days=1', { key });
+    who = await (await request('/admin/session', { key })).json();
   } catch (err) {
-    error.textContent = err.status === 401 ? `This key was refused: ${err.message}`
-      : err.status === 403 ? `This key cannot open the console: ${err.message}` : `Could not sign in: ${err.message}`;
+    error.textContent = err.status === 401 ? `This key was refused: ${err.message}` : `Could not sign in: ${err.message}`;
+    input.setAttribute('aria-invalid', 'true');
+    input.select();
+    return;
+  }
+  const refusal = consoleRefusal(who);
+  if (refusal) {
+    error.textContent = `This key cannot open the console: ${refusal}`;
     input.setAttribute('aria-invalid', 'true');
     input.select();
     return;
   }
   sessionStorage.setItem(STORE, key);
   input.value = '';
+  me = who;
   showShell();
+}
+
+// The sign-out button: a single sign-on session is also ended at the gateway (on every replica).
+async function signOutByUser() {
+  const token = sessionStorage.getItem(STORE) || '';
+  if (token.startsWith(SESSION_PREFIX)) {
+    try { await request('/admin/session', { method: 'DELETE' }); } catch { /* expired or already ended: nothing to end */ }
+  }
+  signOut('Signed out.');
 }
 
 function signOut(message) {
   sessionStorage.removeItem(STORE);
+  me = null;
   $('shell').hidden = true;
   $('signin').hidden = false;
   $('signin-error').textContent = message || '';
   $('signin-key').focus();
 }
 
-function showShell() {
+function whoText() {
+  const token = sessionStorage.getItem(STORE) || '';
+  const who = me.session ? `Signed in as ${me.session.email}` : `Signed in with ${hint(token)}`;
+  return `${who} · ${me.role}${me.role === 'team_admin' ? ` of ${me.team_id}` : ''}`;
+}
+
+async function showShell() {
+  if (!me) {
+    try {
+      me = await api('/admin/session');
+    } catch (err) {
+      if (err.status !== 401) signOut(`Could not sign in: ${err.message}`);
+      return;  // a 401 has signed out already
+    }
+    const refusal = consoleRefusal(me);
+    if (refusal) { signOut(`This key cannot open the console: ${refusal}`); return; }
+  }
   $('signin').hidden = true;
   $('shell').hidden = false;
-  $('whoami').textContent = `Signed in with ${hint(sessionStorage.getItem(STORE) || '')}`;
-  if (!location.hash) location.hash = '#/overview';
+  $('whoami').textContent = whoText();
+  gateNavigation();
+  if (!location.hash) location.hash = `#/${landingPage()}`;
   else route();
+}
+
+// Single sign-on: offered when the gateway has it on; its outcome comes back in the URL fragment.
+async function offerSso() {
+  try {
+    const res = await fetch('/auth/sso', { cache: 'no-store', credentials: 'omit' });
+    const info = res.ok ? await res.json() : { enabled: false };
+    if (!info.enabled) return;
+    $('sso-signin').textContent = `Sign in with ${info.label}`;
+    $('sso-signin').href = info.login_url;
+    $('sso').hidden = false;
+  } catch { /* an older gateway: keys only */ }
+}
+
+// #sso=<session> or #sso_error=<why>, from /auth/sso/callback; taken out of the address bar and history at once.
+function ssoOutcome() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has('sso') && !params.has('sso_error')) return null;
+  history.replaceState(null, '', location.pathname);
+  if (params.has('sso')) {
+    sessionStorage.setItem(STORE, params.get('sso'));
+    return { ok: true };
+  }
+  return { ok: false, message: `Single sign-on failed: ${params.get('sso_error')}` };
+}
+
+// ---- who may open what ---------------------------------------------------------------------------------
+// Mirrors the admin API's roles (docs/admin-api.md): pages a role cannot read are shown disabled, with why.
+
+const CONSOLE_ROLES = ['admin', 'viewer', 'team_admin'];
+const GATEWAY_WIDE = ['admin', 'viewer'];
+const ACCESS = {
+  overview: GATEWAY_WIDE, spend: CONSOLE_ROLES, keys: CONSOLE_ROLES, teams: CONSOLE_ROLES,
+  models: GATEWAY_WIDE, cache: GATEWAY_WIDE, guardrails: CONSOLE_ROLES, audit: GATEWAY_WIDE,
+};
+const can = {
+  open: (page) => !!me && (ACCESS[page] || GATEWAY_WIDE).includes(me.role),
+  manageKeys: () => !!me && ['admin', 'team_admin'].includes(me.role),
+  administer: () => !!me && me.role === 'admin',
+};
+
+function landingPage() { return can.open('overview') ? 'overview' : 'spend'; }
+
+function noAccessReason(label) {
+  return `${label} covers the whole gateway, so it needs an admin or viewer key. This team_admin key sees its own ` +
+    `team (${me.team_id}) on Spend, Keys, Teams and Guardrails.`;
+}
+
+function gateNavigation() {
+  for (const a of document.querySelectorAll('.nav a')) {
+    const label = a.textContent;
+    if (can.open(a.dataset.page)) { a.removeAttribute('aria-disabled'); a.removeAttribute('title'); continue; }
+    a.setAttribute('aria-disabled', 'true');
+    a.title = noAccessReason(label);
+  }
+}
+
+function noAccessPage(label) {
+  return panel(label, empty('Not available with this key', noAccessReason(label)));
+}
+
+function readOnlyNote(what, needs = 'an admin') {
+  return h('p', { class: 'muted', 'data-read-only': 'true' }, `${what} needs ${needs} key; your ${me.role} key reads only.`);
 }
 
 // ---- notices and dialogs -------------------------------------------------------------------------------
@@ -121,9 +236,10 @@ const PAGES = {
 let renderSeq = 0;
 
 async function route() {
-  if (!sessionStorage.getItem(STORE)) return;
-  const name = (location.hash.replace(/^#\/?/, '').split('?')[0]) || 'overview';
-  const [label, render] = PAGES[name] || PAGES.overview;
+  if (!sessionStorage.getItem(STORE) || !me) return;
+  const name = (location.hash.replace(/^#\/?/, '').split('?')[0]) || landingPage();
+  const [label, shown] = PAGES[name] || PAGES.overview;
+  const render = can.open(name) ? shown : () => noAccessPage(label);
   for (const a of document.querySelectorAll('.nav a')) {
     if (a.dataset.page === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
@@ -212,6 +328,9 @@ async function overviewPage() {
 
 const spendState = { by: 'team', since: isoDay(new Date()).slice(0, 8) + '01', until: isoDay(new Date()) };
 const GROUPS = [['team', 'Team'], ['user', 'User'], ['model', 'Model'], ['org', 'Organization'], ['key', 'Key'], ['day', 'Day']];
+// A team_admin reads its own team's spend, split by what splits a team (the API's TEAM_GROUP_BYS).
+const TEAM_GROUPS = ['user', 'model', 'key', 'day'];
+const spendGroups = () => (me.role === 'team_admin' ? GROUPS.filter(([g]) => TEAM_GROUPS.includes(g)) : GROUPS);
 
 async function exportCsv() {
   const { by, since, until } = spendState;
@@ -228,10 +347,11 @@ async function exportCsv() {
 
 async function spendPage() {
   const st = spendState;
+  if (!spendGroups().some(([g]) => g === st.by)) st.by = spendGroups()[0][0];
   const csv = h('button', { type: 'button', class: 'btn', id: 'export-csv', onclick: () => exportCsv().catch((e) => notify(e.message, 'bad')) },
     'Export CSV');
   actions(csv);
-  const by = select('by', GROUPS, st.by);
+  const by = select('by', spendGroups(), st.by);
   const since = h('input', { type: 'date', name: 'since', value: st.since, max: isoDay(new Date()) });
   const until = h('input', { type: 'date', name: 'until', value: st.until, max: isoDay(new Date()) });
   const form = h('form', { class: 'form-row', onsubmit: (e) => {
@@ -266,13 +386,18 @@ async function spendPage() {
         : barList({ label: `Top ${label.toLowerCase()}s by cost`, items, format: fmt.usd }))
       : h('p', { class: 'muted' }, 'Nothing cost money in this range.')) : null,
     panel(h('div', { class: 'panel-head' }, h('h2', {}, `Spend by ${label.toLowerCase()}`),
-      h('span', { class: 'muted small' }, `${report.since} to ${report.until}, UTC, both days included`)),
+      h('span', { class: 'muted small' }, `${report.since} to ${report.until}, UTC, both days included`
+        + (me.role === 'team_admin' ? `; team ${me.team_id} only` : ''))),
     report.data.length ? table(cols, report.data, { caption: `Spend by ${st.by}`, total: report.total })
       : empty('No spend in this range', 'Pick another range, or send some traffic through the gateway.')),
   ].filter(Boolean);
 }
 
 // ---- keys ----------------------------------------------------------------------------------------------
+
+function keyActionsTitle() {
+  return can.manageKeys() ? null : 'Rotating and revoking keys needs an admin or team_admin key.';
+}
 
 function keyStatus(k) {
   if (k.revoked_at) return badge('revoked', 'bad');
@@ -283,9 +408,12 @@ function keyStatus(k) {
 async function keysPage() {
   const [keys, teams] = await Promise.all([api('/admin/keys'), api('/admin/teams').catch(() => ({ data: [] }))]);
   const name = h('input', { name: 'name', required: true, maxlength: 200, placeholder: 'billing-service' });
-  const team = select('team_id', [['', 'No team'], ...teams.data.map((t) => [t.id, `${t.name} (${t.id})`])], '');
+  const ownTeam = me.role === 'team_admin';  // its keys are its team's, with roles it may hand out
+  const team = select('team_id', [...(ownTeam ? [] : [['', 'No team']]), ...teams.data.map((t) => [t.id, `${t.name} (${t.id})`])],
+    ownTeam ? me.team_id : '');
   const user = h('input', { name: 'user_id', placeholder: 'optional user id' });
-  const role = select('role', [['user', 'user: call models'], ['viewer', 'viewer: read reports'], ['team_admin', 'team_admin'], ['admin', 'admin']], 'user');
+  const roles = [['user', 'user: call models'], ['viewer', 'viewer: read reports'], ['team_admin', 'team_admin'], ['admin', 'admin']];
+  const role = select('role', ownTeam ? roles.filter(([r]) => r === 'user' || r === 'team_admin') : roles, 'user');
   const rpm = h('input', { name: 'rpm', type: 'number', min: 1, step: 1, placeholder: 'no limit' });
   const budget = h('input', { name: 'budget', type: 'number', min: 0, step: 'any', placeholder: 'no budget' });
   const period = select('period', [['monthly', 'monthly'], ['weekly', 'weekly'], ['daily', 'daily'], ['total', 'total']], 'monthly');
@@ -336,8 +464,10 @@ async function keysPage() {
       { label: 'Created', cell: (k) => fmt.time(k.created_at) },
       { label: 'Status', cell: (k) => keyStatus(k) },
       { label: 'Actions', cell: (k) => h('div', { class: 'row' },
-        h('button', { type: 'button', class: 'btn btn-sm', disabled: !!k.revoked_at, 'aria-label': `Rotate key ${k.name}`, onclick: () => act(k, 'rotate') }, 'Rotate'),
-        h('button', { type: 'button', class: 'btn btn-sm btn-danger', disabled: !!k.revoked_at, 'aria-label': `Revoke key ${k.name}`, onclick: () => act(k, 'revoke') }, 'Revoke')) },
+        h('button', { type: 'button', class: 'btn btn-sm', disabled: !!k.revoked_at || !can.manageKeys(), title: keyActionsTitle(),
+          'aria-label': `Rotate key ${k.name}`, onclick: () => act(k, 'rotate') }, 'Rotate'),
+        h('button', { type: 'button', class: 'btn btn-sm btn-danger', disabled: !!k.revoked_at || !can.manageKeys(), title: keyActionsTitle(),
+          'aria-label': `Revoke key ${k.name}`, onclick: () => act(k, 'revoke') }, 'Revoke')) },
     ].map((c) => ({ ...c })), rows, { caption: 'Virtual keys' })
       : empty('No keys yet', 'Create one above; its secret is shown once.'));
     for (const [i, tr] of [...list.querySelectorAll('tbody tr')].entries()) {
@@ -346,7 +476,7 @@ async function keysPage() {
     }
   }
   await refresh(keys);
-  return [panel('Create a key', form), panel('Keys', list)];
+  return [panel('Create a key', can.manageKeys() ? form : readOnlyNote('Creating, rotating and revoking keys', 'an admin or team_admin')), panel('Keys', list)];
 }
 
 // ---- teams and budgets ---------------------------------------------------------------------------------
@@ -370,6 +500,11 @@ async function teamsPage() {
   const today = isoDay(new Date());
   const spendBy = {};
   await Promise.all(periods.map(async (p) => {
+    if (me.role === 'team_admin') {  // its spend report is its own team's already (and cannot group by team)
+      const rep = await api(`/admin/spend?by=day&since=${periodStart(p)}&until=${today}`);
+      spendBy[p] = { [me.team_id]: rep.total };
+      return;
+    }
     const rep = await api(`/admin/spend?by=team&since=${periodStart(p)}&until=${today}`);
     spendBy[p] = Object.fromEntries(rep.data.map((l) => [l.team, l]));
   }));
@@ -427,6 +562,9 @@ async function teamsPage() {
     { label: 'Limits', cell: (o) => limitsText(o.limits) },
     { label: 'Created', cell: (o) => fmt.time(o.created_at) },
   ], orgs.data, { caption: 'Organizations' }) : empty('No organizations yet', 'Teams belong to an organization: create one first.');
+  if (!can.administer()) {
+    return [panel('Teams', teamTable), panel('Organizations', orgTable), readOnlyNote('Creating teams and organizations')];
+  }
   return [panel('Teams', teamTable), panel('New team', teamForm), panel('Organizations', orgTable), panel('New organization', orgForm)];
 }
 
@@ -470,7 +608,8 @@ async function modelsPage() {
 
 async function cachePage() {
   const c = await api('/admin/cache/stats');
-  const invalidate = h('button', { type: 'button', class: 'btn btn-danger', disabled: !c.enabled, onclick: async () => {
+  const invalidate = h('button', { type: 'button', class: 'btn btn-danger', disabled: !c.enabled || !can.administer(),
+    title: can.administer() ? null : 'Emptying the cache needs an admin key.', onclick: async () => {
     if (!(await confirmAction('Empty the cache?', 'Every cached answer is dropped; the next identical requests go to the providers.', 'Empty cache'))) return;
     try { const r = await api('/admin/cache/invalidate', { method: 'POST', body: { all: true } }); notify(`Cache emptied: ${fmt.int(r.deleted)} entries removed.`, 'good'); rerender(); }
     catch (ex) { notify(ex.message, 'bad'); }
@@ -535,12 +674,14 @@ async function guardrailsPage() {
   const guards = [...new Set(['pii', 'injection', 'code', ...events.map((e) => e.guardrail), st.guardrail].filter(Boolean))];
   const guard = select('guardrail', [['', 'Any guard'], ...guards.map((g) => [g, g])], st.guardrail);
   const action = select('action', GUARD_ACTIONS, st.action);
-  const team = h('input', { name: 'team', value: st.team, placeholder: 'team id' });
+  const team = me.role === 'team_admin'
+    ? h('input', { name: 'team', value: me.team_id, disabled: true, title: 'A team_admin key reads its own team\u2019s events only.' })
+    : h('input', { name: 'team', value: st.team, placeholder: 'team id' });
   const since = h('input', { type: 'date', name: 'since', value: st.since, max: isoDay(new Date()) });
   const limit = select('limit', [['50', '50'], ['200', '200'], ['1000', '1000']], st.limit);
   const form = h('form', { class: 'form-row', onsubmit: (e) => {
     e.preventDefault();
-    Object.assign(st, { guardrail: guard.value, action: action.value, team: team.value.trim(), since: since.value, limit: limit.value });
+    Object.assign(st, { guardrail: guard.value, action: action.value, team: team.disabled ? '' : team.value.trim(), since: since.value, limit: limit.value });
     rerender();
   } }, field('Guard', guard), field('Action', action), field('Team', team), field('Since (UTC)', since), field('Show', limit),
   h('div', { class: 'field' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Filter')));
@@ -618,7 +759,7 @@ async function auditPage() {
 
 function start() {
   $('signin-form').addEventListener('submit', signIn);
-  $('signout').addEventListener('click', () => signOut('Signed out.'));
+  $('signout').addEventListener('click', signOutByUser);
   $('secret-copy').addEventListener('click', async () => {
     const v = $('secret-value');
     v.select();
@@ -627,7 +768,11 @@ function start() {
   });
   $('secret-dialog').addEventListener('close', () => { $('secret-value').value = ''; });
   window.addEventListener('hashchange', route);
-  if (sessionStorage.getItem(STORE)) showShell(); else signOut('');
+  offerSso();
+  const sso = ssoOutcome();
+  if (sso && !sso.ok) signOut(sso.message);
+  else if (sessionStorage.getItem(STORE)) showShell();
+  else signOut('');
 }
 
 start();
