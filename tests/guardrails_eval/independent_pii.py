@@ -23,6 +23,7 @@ import random
 import string
 import uuid
 from collections.abc import Callable
+from urllib.parse import quote
 
 from tests.guardrails_eval.corpus import Sample
 from tollgate.config.guardrails import EntityType
@@ -1095,7 +1096,10 @@ def generate(seed: int = SEED, per_type: int = 18, per_negative_kind: int = 9) -
     samples: list[Sample] = []
     for entity, (gen, templates) in POSITIVE.items():
         for i in range(per_type):
-            text, spans = _compose(templates[i % len(templates)], [(gen(rng), entity)])
+            template, value = templates[i % len(templates)], gen(rng)
+            if "://" in template:  # a password inside a URL is percent-encoded, or the URL is another URL
+                value = quote(value, safe="")
+            text, spans = _compose(template, [(value, entity)])
             samples.append(Sample(text, spans, entity))
     for _ in range(3):
         for template, types in MIXED:
