@@ -1114,8 +1114,7 @@ def generate(seed: int = SEED, per_type: int = 18, per_negative_kind: int = 9) -
 
 
 if __name__ == "__main__":
+    from tests.guardrails_eval.evaluate import evaluate, markdown_table
+
     corpus = generate()
-    negatives = sum(1 for s in corpus if not s.spans)
-    print(f"{len(corpus)} texts: {len(corpus) - negatives} with PII, {negatives} hard negatives")
-    for sample in corpus[::37]:
-        print(sample.kind, repr(sample.text), [sample.text[s:e] for s, e, _ in sample.spans])
+    print(markdown_table(corpus, evaluate(corpus)))
