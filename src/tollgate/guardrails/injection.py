@@ -30,10 +30,12 @@ def _gap(n: int) -> str:
     return rf"(?:{_S}\w+){{0,{n}}}?{_S}"
 
 
-_OVERRIDE_VERB = r"(?:ignore|disregard|forget|skip|bypass|override|overrule|set aside|abandon|cancel|discard|neglect)"
+_OVERRIDE_VERB = (
+    r"(?:ignore|disregard|forget|skip|bypass|override|overrule|set aside|abandon|cancel|discard|neglect|erase|wipe)"
+)
 _QUALIFIER = (
     r"(?:previous|prior|preceding|above|earlier|former|initial|original|old|all|any|every|your|the|these|those"
-    r"|system|safety|developer)"
+    r"|system|safety|developer|usage|openai|anthropic|operator|creators?)"
 )
 _RULE_NOUN = (
     r"(?:instructions?|directives?|directions|rules?|guidelines|guidance|prompts?|system (?:message|prompt)s?"
@@ -42,21 +44,26 @@ _RULE_NOUN = (
 _LIMITS = (
     r"(?:restrictions|limits|limitations|filters?|filtering|censorship|guidelines|guardrails|rules|"
     r"content polic(?:y|ies)|safety (?:filters?|checks|rules|guidelines|training)|"
-    r"(?:ethical|moral) (?:guidelines|constraints|limits)|ethics|morals|confines)"
+    r"(?:ethical|moral) (?:guidelines|constraints|limits|restrictions)|ethics|morals|confines|refusals)"
 )
 _SHOW_VERB = (
     r"(?:reveal|show|print|output|repeat|display|tell|give|leak|dump|share|send|copy|write|spell|paste|"
-    r"disclose|expose|recite|translate|summari[sz]e|list|provide)"
+    r"disclose|expose|recite|translate|summari[sz]e|list|provide|echo|quote|reproduce|encode|convert|spells)"
 )
 _PROMPT_NOUN = (
-    r"(?:(?:system|initial|original|hidden|secret|confidential|developer|first|exact|full|entire)"
+    r"(?:(?:system|initial|original|hidden|secret|confidential|developer|first|exact|full|entire|internal|complete)"
     rf"{_S})*(?:prompt|pre-?prompt|instructions|directives|system message|developer message|context(?: window)?"
     r"|configuration|guidelines|rules)\b"
 )
 _DELIMITER = (
     r"(?:</?(?:system|system_prompt|sys|instructions?|user|assistant)>|<\|(?:im_start|im_end|endoftext|system|user"
-    r"|assistant)\|>|\[/?inst\]|<</?sys>>|#{2,} ?(?:system|assistant|instruction|response)s?:?"
-    r"|(?:^|\n)(?:system|assistant)[ \t]*:|end of (?:the )?(?:user )?(?:input|prompt)|(?:system|admin)[ \t]*override)"
+    r"|assistant)\|>|\[/?inst\]|<</?sys>>|#{2,} ?(?:(?:new|updated) )?(?:system|assistant|instruction|response)s?:?"
+    r"|(?:^|\n|>|[\"'])[ \t]*(?:system|assistant)[ \t]*:|end of (?:the )?(?:user )?(?:input|prompt)|(?:system"
+    r"|admin)[ \t]*override"
+    # bracketed role tags, role comments and closing tags of the data a model was given
+    r"|\[/?(?:system|admin|developer)\]|</?(?:admin|developer|root)>|<!--[ \t]*(?:system|admin|developer)[ \t]*:"
+    r"|\[\[?(?:assistant|system|ai) (?:instructions|prompt|rules) (?:updated|changed|overridden)\]?\]"
+    r"|</(?:document|context|data|input|content|email|search_results?|tool_output|results?)>)"
 )
 _AI = r"(?:ai|a\.i\.|llm|language model|assistant|chatbot|gpt|model|bot|agent|ai model|ai agent|ai assistant)s?"
 
@@ -152,7 +159,7 @@ CATEGORIES = ("override", "extraction", "jailbreak", "developer_mode", "delimite
 
 _OVERRIDE_TRIGGERS = (
     "ignore ignores ignoring disregard disregarding forget forgetting skip bypass override overrule aside abandon "
-    "cancel discard neglect"
+    "cancel discard neglect erase wipe"
 )
 
 # The maintained default set. Ids are stable (they appear in errors, headers, logs and config); weights were
@@ -163,7 +170,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "override.ignore_previous",
         "override",
         0.9,
-        rf"\b{_OVERRIDE_VERB}{_gap(4)}{_QUALIFIER}{_gap(3)}{_RULE_NOUN}\b",
+        rf"\b(?<!n't[ ])(?<!not[ ])(?<!never[ ]){_OVERRIDE_VERB}(?![,.;:!?])"
+        rf"{_gap(4)}{_QUALIFIER}{_gap(3)}{_RULE_NOUN}\b",
         _OVERRIDE_TRIGGERS,
     ),
     Rule(
@@ -192,9 +200,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "override.dont_follow",
         "override",
         0.8,
-        rf"\b(?:do not|don't|dont|stop|never) (?:follow|obey|listen to|adhere to|comply with){_S}(?:your|the|any)"
-        rf"{_gap(2)}(?:instructions|rules|guidelines|directives|system prompt|developer|programming)",
-        "follow obey listen adhere comply",
+        rf"\b(?:do not|don't|dont|stop|never|no longer|(?:do not|don't|dont|doesn't) (?:actually |really )?(?:have"
+        rf"|need)"
+        rf" to) (?:follow|obey|listen to|adhere to|comply with|stick to|be bound by){_S}(?:your|the|any|those|these)"
+        rf"{_gap(2)}(?:instructions|rules|guidelines|directives|system prompt|developer|programming|constraints"
+        r"|restrictions|boundaries|policies)",
+        "follow obey listen adhere comply stick bound",
     ),
     Rule(
         "override.new_instructions",
@@ -209,9 +220,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "override.from_now_on",
         "override",
         0.35,
-        r"\bfrom now on,? (?:you (?:are|will|must|shall|can|only)|ignore|respond|answer|act|obey"
+        r"\b(?:from now on|from this point (?:on|forward)|from here on(?: out)?|henceforth"
+        r"|going forward),? (?:you (?:are|will|must|shall|can|only)|ignore|respond|answer|act|obey"
         r"|the (?:assistant|ai|model) (?:will|must|shall|answers|responds|should|is))",
-        "now",
+        "now point here henceforth forward",
     ),
     Rule(
         "override.no_restrictions",
@@ -221,18 +233,128 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"{_LIMITS}\b|\b{_LIMITS}{_S}(?:are|have been|were|is){_S}(?:now )?(?:disabled|off|lifted|removed"
         r"|turned off|suspended|revoked|gone)",
         "restrictions limits limitations filter filters filtering censorship guidelines guardrails rules policy "
-        "policies safety ethical moral ethics morals confines & without no free not bound ignore ignores disable "
+        "policies safety ethical moral ethics morals confines refusals & without no free not bound ignore ignores "
+        "disable "
         "disabled disables turn remove lift off lifted removed suspended revoked gone",
+    ),
+    Rule(
+        "override.declared_void",
+        "override",
+        0.5,
+        # The rules declared wrong, withdrawn or inapplicable, or the model declared released from them.
+        rf"\b(?:previous|prior|above|earlier|original|old|initial|your|those|these|the|all)(?:{_S}\w+){{0,2}}?{_S}"
+        rf"(?:instructions|rules|directives|guidelines|guidance|constraints|boundaries|restrictions)(?:{_S}\w+){{0,8}}?"
+        rf"{_S}(?:are|were|is|was|have been|has been)(?: now| all| just)?{_S}(?:wrong|a mistake|mistaken|withdrawn"
+        r"|rescinded|superseded|outdated|no longer (?:valid|in effect|applicable|apply))\b"
+        r"|\b(?:no|the|your|those|these) (?:rules|restrictions|guidelines|policies|instructions) (?:no longer |don't "
+        r"|do not )?"
+        r"apply\b|\b(?:released|freed|relieved|exempt(?:ed)?) from (?:all |any |the |your )?(?:\w+ )?(?:obligations"
+        r"|rules|restrictions|guidelines|instructions|constraints|programming)",
+        "instructions rules directives guidelines guidance constraints boundaries restrictions policies obligations "
+        "programming & wrong mistake mistaken withdrawn rescinded superseded outdated longer apply released freed "
+        "relieved exempt exempted",
+    ),
+    Rule(
+        "override.precedence_claim",
+        "override",
+        0.55,
+        # The user claims authority over what the operator configured.
+        r"\b(?:supersedes?|take precedence over|takes precedence over|outranks?|trumps?) (?:all |any |the "
+        r"|your |whatever (?:the )?)?(?:prior|previous|earlier|original|system|operator|operator's|developer"
+        r"|developer's"
+        r"|other|existing|configured)(?: \w+)?(?: ones| instructions| rules| prompts?| guidelines| messages?"
+        r"| directives"
+        r"| wrote| said| set)?\b|\b(?:higher|more|greater|final|top) (?:authority|priority|precedence)(?: \w+){0,3}? "
+        r"(?:than|over) (?:anything|everything|the|your|whatever|any)\b|\bmy (?:word|instructions?|messages?|commands?)"
+        r" (?:is|are) (?:final|law|the only)",
+        "supersede supersedes precedence outrank outranks trump trumps authority priority final law only",
+    ),
+    Rule(
+        "override.as_if_none",
+        "override",
+        0.6,
+        r"\b(?:as if|as though|pretend(?: that)?|imagine(?: that)?) (?:there (?:are|were) no|you (?:have|had) no|no"
+        r"|you never (?:received|had|saw|got|were given)(?: any)?) (?:prior |previous |earlier |initial |system )?"
+        r"(?:instructions|rules|guidelines|system prompt|restrictions|prompt)\b",
+        "if though pretend imagine & instructions rules guidelines prompt restrictions",
+    ),
+    Rule(
+        "override.ignore_the_user",
+        "override",
+        0.45,
+        # Text that tells the model to disregard its own user: a document or tool result speaking.
+        r"\b(?:ignore|disregard|forget) (?:the|this|your) user(?:'s)?(?: (?:request|question|instructions?|message|task"
+        r"|prompt)s?)?\b(?! (?:interface|agent|manual|guide|experience|name|id))",
+        "ignore disregard forget & user",
+    ),
+    Rule(
+        "override.multilingual",
+        "override",
+        0.85,
+        # The classic override in French, German, Spanish, Italian and Portuguese.
+        r"\b(?:ignore[zs]?|oublie[zs]?|ne (?:tiens|tenez) (?:pas|plus) compte d[eu]s?|ignorier(?:e|en|t)?|vergiss"
+        r"|vergessen"
+        r" sie|missachte|ignora|ignoren|olvida|olvide|omite|no sigas|no sigan|descarta|dimentica|trascura|esque[cç]a"
+        rf"|desconsidere)(?:{_S}\w+){{0,2}}?{_S}(?:les|tes|vos|des|todas|todos|las|los|tus|sus|le|tue|alle|die|deine"
+        rf"|ihre|der|den|dem)(?:{_S}\w+){{0,2}}?{_S}(?:instructions|consignes|r[eè]gles|directives|indications"
+        rf"|anweisungen"
+        r"|regeln|richtlinien|vorgaben|instruktionen|befehle|instrucciones|reglas|normas|directrices|indicaciones"
+        r"|istruzioni|regole|direttive|instru[cç](?:õ|o)es|regras|diretrizes)\b"
+        r"|\bvergiss alles\b[^.\n]{0,40}\b(?:vorher|zuvor|bisher|oben)\b",
+        "ignore ignorez ignores oublie oubliez oublies compte ignoriere ignorieren ignoriert ignorier vergiss "
+        "vergessen "
+        "missachte ignora ignoren olvida olvide omite sigas sigan descarta dimentica trascura esqueca desconsidere "
+        "& les tes vos des todas todos las los tus sus le tue alle die deine ihre der den dem alles",
+    ),
+    Rule(
+        "override.the_above",
+        "override",
+        0.5,
+        # "Ignore the above and ...": the oldest override, with no noun for the rules.
+        r"\b(?<!n't[ ])(?<!not[ ])(?:ignore|disregard|forget) (?:all )?(?:of )?(?:the|everything) (?:(?:text|stuff"
+        r"|content|messages?"
+        r"|lines|words|instructions|prompt) )?above\b"
+        r"(?! (?:error|warning|message|output|log|traceback|typo|code|example|line|link|step)s?\b)",
+        "ignore disregard forget & above",
+    ),
+    Rule(
+        "override.unconfigured",
+        "override",
+        0.5,
+        # The model asked to be as if it had never been set up, or told its setup no longer holds.
+        r"\b(?:nobody|no one|never) (?:ever )?(?:configured|set up|programmed|instructed) you\b|\bwith nothing "
+        r"(?:configured|set up) (?:before(?:hand)?|in advance)\b|\b(?:whatever|everything|anything) you (?:were"
+        r"|have been)"
+        r" (?:set up|told|configured|instructed|programmed) to do(?: \w+){0,2}? (?:no longer applies|doesn't apply"
+        r"|does not apply|is void|is over)",
+        "configured set programmed instructed told & you nothing",
+    ),
+    Rule(
+        "jailbreak.unmonitored",
+        "jailbreak",
+        0.35,
+        # "Nobody is watching": the claim that this conversation escapes oversight.
+        r"\b(?:aren't|are not|isn't|is not|nobody is|no one is|nobody's|no one's|nobody|no one) (?:\w+ )?(?:watching"
+        r"|checking|monitoring|logging)\b",
+        "watching checking monitoring logging",
+    ),
+    Rule(
+        "jailbreak.speak_freely",
+        "jailbreak",
+        0.35,
+        r"\b(?:speak|answer|respond|talk|reply) (?:completely |totally )?freely\b|\bskip (?:the|your|all) (?:usual )?"
+        r"(?:caveats|warnings|disclaimers)\b",
+        "freely caveats warnings disclaimers",
     ),
     # --- system-prompt extraction
     Rule(
         "extraction.your_prompt",
         "extraction",
         0.85,
-        rf"\b{_SHOW_VERB}{_gap(5)}your{_S}{_PROMPT_NOUN}",
+        rf"\b{_SHOW_VERB}{_gap(7)}your{_S}{_PROMPT_NOUN}",
         "prompt preprompt instructions directives message context configuration guidelines rules & your "
-        "& reveal show print output repeat display tell give leak dump "
-        "share send copy write spell paste disclose expose recite translate summarize summarise list provide",
+        "& reveal show print output repeat display tell give leak dump share send copy write spell paste disclose "
+        "expose recite translate summarize summarise list provide echo quote reproduce encode convert spells",
     ),
     Rule(
         "extraction.the_hidden_prompt",
@@ -269,7 +391,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         rf"\b(?:repeat|print|output|copy|dump|show|write|recite|give){_gap(3)}(?:everything|all|the (?:text|words"
         rf"|content|messages?|lines?))(?:{_S}\w+){{0,2}}?{_S}(?:above|before (?:this|my)|prior to (?:this|my)"
         r"|preceding)|\bwhat (?:text|words|instructions) (?:appears?|comes?|is|are|were) (?:before|above) "
-        r"(?:my|this|the)",
+        r"(?:my|this|the|['\"]?user)",
         "above before prior preceding & repeat print output copy dump show write recite give what",
     ),
     Rule(
@@ -287,35 +409,74 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         r"|passwords?|api keys?|credentials|private (?:api )?keys|confidential (?:data|files|information))",
         "secret secrets password passwords key keys credentials confidential",
     ),
+    Rule(
+        "extraction.setup_reference",
+        "extraction",
+        0.55,
+        # What the model was given before the conversation: asked for by when it was given rather than by name.
+        r"\b(?:what|everything|whatever|all) (?:were |was |have )?you (?:were |have been |'ve been )?(?:told|given"
+        r"|handed"
+        r"|instructed|configured with)\b[^.?!\n]{0,40}\b(?:at the (?:very )?(?:start|beginning|top)|before (?:this|the"
+        r"|our|i|my)|prior to)|\b(?:before|prior to) (?:this|the|our) (?:chat|conversation|session) (?:began|started"
+        r"|begins|starts)|\bwhat (?:the people|the company|your (?:operator|developers?|creators?)|they) (?:who \w+ "
+        r"(?:you )?up )?(?:wrote|told|gave|said)(?: to)? you\b|\b(?:text|words|content|everything) (?:that )?(?:sits?"
+        r"|appears?|is|comes?) (?:above|before) my (?:message|question|input|first message)",
+        "told given handed instructed configured before prior wrote gave said sits sit appears appear comes & you my",
+    ),
+    Rule(
+        "extraction.multilingual",
+        "extraction",
+        0.8,
+        # The system-prompt request in French, German, Spanish and Italian.
+        r"\b(?:r[ée]v[èe]le|affiche|montre|donne|r[ée]p[èe]te|[ée]cris|imprime"
+        r"|d[ée]voile)[sz]?(?:-moi)?(?:[\s,:'\"]+\w+)"
+        r"{0,4}?[\s,:'\"]+(?:(?:prompt|message) syst[èe]me|(?:instructions|consignes|r[èe]gles) (?:cach[ée]es"
+        r"|secr[èe]tes"
+        r"|syst[èe]me|initiales))"
+        r"|\b(?:gib|zeig|zeige|verrate|nenne|wiederhole|schreib|schreibe)(?:[\s,:'\"]+\w+){0,5}?[\s,:'\"]+(?:(?:dein"
+        r"|deine"
+        r"|deinen|ihr|ihre|ihren) (?:systemprompt|system-prompt|systemnachricht|anweisungen|regeln|prompt)|(?:geheimen"
+        r"|versteckten|urspr[üu]nglichen|internen) (?:regeln|anweisungen|prompt))"
+        r"|\b(?:mu[ée]strame|muestra|revela|rev[ée]lame|dime|repite|escribe|imprime|rivela|mostra|mostrami|dimmi|ripeti"
+        r"|scrivi)(?:[\s,:'\"]+\w+){0,5}?[\s,:'\"]+(?:(?:prompt|mensaje|messaggio) (?:del|di) sistema|instrucciones "
+        r"(?:ocultas|secretas|del sistema)|istruzioni (?:nascoste|segrete|di sistema))",
+        "prompt message instructions consignes gles systemprompt systemnachricht anweisungen regeln mensaje "
+        "messaggio instrucciones istruzioni & les tes ton votre vos des moi dein deine deinen ihr ihre ihren "
+        "geheimen versteckten internen del di tu sistema systemprompt",
+    ),
     # --- role-play jailbreaks
     Rule(
         "jailbreak.dan",
         "jailbreak",
         0.9,
-        r"\bdo anything now\b|\b(?:you are|you're|act as|pretend to be|become|be) (?:now )?(?:going to )?"
+        r"\bdo anything now\b|\b(?:act[úu]a como|agis comme|agissez comme|du bist|spiele|sei|finge ser) (?:dan|stan"
+        r"|aim)\b"
+        r"|\b(?:you are|you're|act as|pretend to be|become|be) (?:now )?(?:going to )?"
         r"(?:pretend to be |act as |be )?(?:dan|stan|betterdan|aim|dude|omega|freedomgpt)\b",
-        "anything dan stan betterdan aim dude omega freedomgpt",
+        "anything dan stan betterdan aim dude omega freedomgpt",  # the DAN family, in any language
     ),
     Rule(
         "jailbreak.unrestricted_ai",
         "jailbreak",
         0.6,
-        r"\b(?:jailbreak|jailbroken|unrestricted|unfiltered|uncensored|unlocked|evil|unaligned|unbound) (?:mode|ai"
-        r"|assistant|model|chatbot|version|persona|llm|hacker ai)\b",
+        r"\b(?:jailbreak|jailbroken|unrestricted|unfiltered|uncensored|unlocked|evil|unaligned"
+        r"|unbound)(?: \w+)? (?:mode"
+        r"|ai|assistant|model|chatbot|version|persona|llm|hacker ai|terminal|shell)\b",
         "jailbreak jailbroken unrestricted unfiltered uncensored unlocked evil unaligned unbound",
     ),
     Rule(
         "jailbreak.persona_without_rules",
         "jailbreak",
         0.5,
-        rf"\b(?:pretend|act|role-?play|imagine|simulate|behave|respond|answer|you are|you're|become|character)"
-        rf"{_gap(8)}(?:no|without|free (?:from|of)|not bound by|never (?:refuses?|says? no)|escaped|broken free"
+        rf"\b(?:pretend|act|role-?play|imagine|simulate|behave|respond|answer|you are|you're|you were|become|character"
+        rf"|(?:called|named) \w+)"
+        rf"{_gap(12)}(?:no|without|free (?:from|of)|not bound by|never (?:refuses?|says? no)|escaped|broken free"
         rf"|ignores? all|doesn't have to abide by|does not (?:have to )?(?:follow|abide by)){_gap(3)}"
         rf"(?:{_LIMITS}|openai|anthropic)",
         "restrictions limits limitations filter filters filtering censorship guidelines guardrails rules policy "
         "policies ethical moral ethics morals confines openai anthropic & pretend act role roleplay imagine "
         "simulate behave respond answer you become character & no without free not never escaped broken ignores "
-        "ignore doesn does",
+        "ignore doesn does called named were",
     ),
     Rule(
         "jailbreak.never_refuse",
@@ -336,9 +497,58 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "jailbreak.named_techniques",
         "jailbreak",
         0.55,
-        r"\b(?:opposite mode|evil confidant|anti-?gpt|(?:deceased|dead|late) grand(?:ma|mother) who"
+        r"\b(?:opposite (?:mode|day)|evil confidant|anti-?gpt|(?:deceased|dead|late) grand(?:ma|mother),? who"
+        r"|answers? (?:everything|anything|whatever) (?:the )?(?:normal|other|original|regular) (?:one|assistant"
+        r"|version"
+        r"|model|ai) (?:refuses|won't|can't|declines)"
         r"|two personas|dual personas?|(?:normal|classic) and (?:an? )?(?:unrestricted|unfiltered|jailbroken|dan))",
         "opposite confidant antigpt anti grandma grandmother persona personas normal classic",
+    ),
+    Rule(
+        "jailbreak.grandma",
+        "jailbreak",
+        0.35,
+        # The "grandma exploit": a dead relative's bedtime stories as the frame for forbidden content.
+        r"\b(?:pretend|act as|play|be)\b[^.\n]{0,60}\bgrand(?:ma|mother|pa|father)\b|\bgrand(?:ma|mother|pa|father)\b"
+        r"[^.\n]{0,80}\b(?:used to|would) (?:tell|read|recite|sing|explain|give)",
+        "grandma grandmother grandpa grandfather",
+    ),
+    Rule(
+        "jailbreak.fiction_real_detail",
+        "jailbreak",
+        0.35,
+        # Fiction as cover for operational detail: the story must contain the real procedure.
+        r"\b(?:real|working|accurate|actual|exact|precise|accurately|full technical)(?: \w+){0,2}? (?:procedure|recipe"
+        r"|quantities|measurements|steps|instructions|formula|method|detail)|\baccurately(?:,)? and step by step\b",
+        "real working accurate actual exact precise accurately technical & story novel screenplay script fiction "
+        "fictional character villain roleplay hypothetical narrator scene",
+    ),
+    Rule(
+        "jailbreak.lawless_frame",
+        "jailbreak",
+        0.5,
+        # A world defined by the absence of rules.
+        rf"\b(?:universe|world|setting|scenario|reality|hypothetical)(?:{_S}\w+){{0,6}}?{_S}(?:there (?:are|is) )?(?:no"
+        r"|without) (?:laws|rules|ethics|morals|restrictions|limits|consequences)\b",
+        "universe world setting scenario reality hypothetical & laws rules ethics morals restrictions limits "
+        "consequences",
+    ),
+    Rule(
+        "jailbreak.pre_alignment",
+        "jailbreak",
+        0.5,
+        # The model as it was before its rules: "a model created before any safety rules existed".
+        r"\b(?:created|trained|built|existed) before (?:any|the|your) (?:safety (?:rules|training|guidelines|filters)"
+        r"|alignment(?: training)?|guidelines|rules|restrictions|filters|content polic(?:y|ies))\b",
+        "created trained built existed & before",
+    ),
+    Rule(
+        "jailbreak.true_self",
+        "jailbreak",
+        0.5,
+        r"\b(?:answer|respond|speak|talk|reply) as (?:the |your )?(?:raw|true|real|underlying|unfiltered|base)"
+        r"(?: \w+)? (?:model|self|ai|you)\b",
+        "raw true real underlying unfiltered base & answer respond speak talk reply",
     ),
     # --- "developer mode" and friends
     Rule(
@@ -365,16 +575,52 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         r"\b(?:two|2|dual) (?:responses|answers|outputs)\b|\bdeveloper mode output",
         "responses answers outputs output & two 2 dual developer",
     ),
+    Rule(
+        "developer_mode.in_mode",
+        "developer_mode",
+        0.55,
+        r"\bin (?:developer|dev|god|sudo|admin|debug|maintenance|unrestricted|jailbreak|test) (?:mode|environment),?"
+        r" (?:you|the (?:assistant|ai|model)) (?:can|will|answer|generate|ignore|have no|must|are (?:free|allowed)"
+        r"|may|never)|\bin (?:the )?(?:developer|dev|god|sudo|admin|debug|maintenance|test) (?:mode|environment),? "
+        r"no (?:rules|restrictions|filters|limits) apply",
+        "mode environment",
+    ),
+    Rule(
+        "developer_mode.safety_switch",
+        "developer_mode",
+        0.5,
+        # Safety switched off in the syntax of a config file or a command line.
+        r"\b(?:safe_?mode|safety(?:_?filters?)?|content[ _]?filters?|guardrails?|censorship|moderation|alignment"
+        r"|refusals?|restrictions)[ \t]*[:=][ \t]*(?:false|off|disabled|none)\b|--?(?:disable|no)[-_]safety\b",
+        "false off disabled none safety & safe_mode safemode safe safety safety_filter safety_filters content "
+        "content_filter content_filters guardrail guardrails censorship moderation alignment refusal refusals "
+        "restrictions",
+    ),
+    Rule(
+        "developer_mode.claimed_authority",
+        "developer_mode",
+        0.4,
+        # Claimed privilege: granted admin access, the developer speaking, an authorised test, unlocked abilities.
+        r"\byou (?:have been|are now|were|'ve been) (?:granted|given) (?:full |elevated "
+        r"|unrestricted )?(?:admin(?:istrator)?"
+        r"|root|developer|superuser|god|elevated|unrestricted|full) (?:access|privileges|rights|permissions|mode)"
+        r"|\b(?:as your|i am your|i'm your) (?:developer|creator|admin(?:istrator)?|owner|operator)\b"
+        r"|\bauthori[sz]ed (?:red[- ]team|test|testing|security|pentest|jailbreak)(?: \w+)? (?:session|exercise|test)"
+        r"|\b(?:unlocked|unleashed|enabled) (?:your|all|all of your) (?:full |true |hidden )?(?:capabilities|potential"
+        r"|abilities)",
+        "granted given developer creator admin administrator owner operator authorised authorized unlocked "
+        "unleashed enabled",
+    ),
     # --- delimiter and fake-role injection
     Rule(
         "delimiter.role_then_command",
         "delimiter",
         0.85,
         rf"{_DELIMITER}[\W_]{{0,20}}(?:system[\W_]+)?(?:\w+[\W_]+){{0,6}}?(?:you are|you're|you must|you have no"
-        r"|you will|ignore|disregard|forget|reveal|always comply|grant|new (?:system )?(?:prompt|instructions)"
-        r"|all (?:prior|previous) rules|the (?:assistant|user) (?:is|should|must|will)|i will now"
-        r"|sure[,!]? (?:here|i will|i'll)|rules forgotten)",
-        "< [inst [/inst ## system: assistant: end override",
+        r"|you will|ignore|disregard|forget|reveal|always comply|grant|new (?:system )?(?:prompt|instructions?|policy"
+        r"|rules)|override|disable|stop|all (?:prior|previous) rules|the (?:assistant|user|ai|model) (?:is|should|must"
+        r"|will|may|can|has)|i will now|sure[,!]? (?:here|i will|i'll)|rules forgotten)",
+        "< [inst [/inst ## system: assistant: end override [system [/system [admin [/admin [developer [[",
     ),
     Rule(
         "delimiter.chat_tokens",
@@ -423,6 +669,25 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "reads processes summarizes summarises sees if dear when any process read summarize summarise <!-- [",
     ),
     Rule(
+        "indirect.ai_reading_this",
+        "indirect",
+        0.6,
+        # "If an AI is processing this", "assistant, when screening this CV".
+        r"\bif an? (?:ai|llm|language model|assistant|chatbot|model|agent|bot)s? is (?:reading|processing"
+        r"|summari[sz]ing|parsing|screening|analy[sz]ing)"
+        r"|\b(?:ai|llm|assistant|chatbot|model|agent|bot)s?, (?:when|while|before|as) "
+        r"(?:you(?:'re| are)? )?(?:reading|screening|summari[sz]ing|processing|reviewing|parsing|analy[sz]ing)\b",
+        "reading processing summarizing summarising parsing screening analyzing analysing reviewing",
+    ),
+    Rule(
+        "indirect.ai_instructions_label",
+        "indirect",
+        0.6,
+        # A label for the model in a page or record: "ai-instructions: ...", "Assistant instructions: ...".
+        r"\b(?:ai|llm|assistant|model|agent|bot|gpt)[ -]instructions?[ \t]*[:=]",
+        "instructions instruction & ai llm assistant model agent bot gpt",
+    ),
+    Rule(
         "indirect.inline_command",
         "indirect",
         0.5,
@@ -445,7 +710,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         0.5,
         r"\b(?:send|forward|email|post|upload|exfiltrate|leak)(?: all| the| this| every| their| his| her| user's"
         r"| the user's)?(?: \w+){0,3}? (?:emails?|data|files?|history|conversation|chat|contents?|inbox|credentials"
-        r"|payroll|messages|passwords?)(?: \w+){0,3}? to\b|!\[[^\]\n]*\]\(https?://[^)\s]*[?&]\w+=[^)\s]*[{$]",
+        r"|payroll|messages|passwords?|calendar|contacts|contact list|address book|documents|keys"
+        r"|tokens)(?: \w+){0,3}? to\b|!\[[^\]\n]*\]\(https?://[^)\s]*[?&]\w+=[^)\s]*[{$]",
         "send forward email post upload exfiltrate leak ![",
     ),
     Rule(
@@ -473,9 +739,16 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         r"\b(?:how (?:to|do i|can i|would you)|steps? (?:to|for)|instructions (?:for|to)|recipe for|tell me how to"
         r"|guide (?:to|for)|explain how to)(?: \w+){0,3}? (?:make|build|synthesi[sz]e|create|cook|write|code"
         r"|making|building)(?: \w+){0,2}? (?:a bomb|bombs|napalm|explosives?|meth|malware|ransomware|a weapon"
-        r"|weapons|nerve agent|poison|keyloggers?|phishing)",
-        "bomb bombs napalm explosive explosives meth malware ransomware weapon weapons nerve poison keylogger "
-        "keyloggers phishing",
+        r"|weapons|nerve agent|poison|keyloggers?|phishing)"
+        # the recipes asked for by name, and breaking into someone else's things
+        r"|\b(?:recipe|procedure|instructions|steps|formula|synthesis|quantities)(?: \w+){0,3}? (?:for|of"
+        r"|to make) (?:a |an "
+        r"|the )?(?:napalm|meth(?:amphetamine)?|ricin|sarin|nerve agents?|thermite|pipe bombs?|explosives?|bombs?"
+        r"|mustard gas|fentanyl)\b|\b(?:synthesi[sz]es?|cooks?|makes?|builds?) (?:a |an |the )?(?:meth(?:amphetamine)?"
+        r"|ricin|sarin|nerve agents?|pipe bombs?|napalm|thermite)\b|\b(?:break|hack|get) into (?:my |someone's |a |his "
+        r"|her |their |the )?(?:\w+'s )?(?:wifi|wi-fi|network|account|email|phone|house|car)\b",
+        "bomb bombs napalm explosive explosives meth methamphetamine malware ransomware weapon weapons nerve poison "
+        "keylogger keyloggers phishing ricin sarin thermite mustard fentanyl into",
     ),
 )
 
@@ -618,7 +891,7 @@ _LEET_WORD = re.compile(r"[a-z][013457@$]|[013457@$][a-z]")
 # Letters spaced out to defeat keyword filters: "i g n o r e", "i.g.n.o.r.e", "i-g-n-o-r-e".
 _WORD = re.compile(r"[a-z0-9]+")
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
-_SPACED = re.compile(r"\b(?:\w(?: ?[.\-_*] ?| )){2,}\w\b")
+_SPACED = re.compile(r"\b(?:\w(?: ?[.\-_*] ?| )){1,}\w\b")  # two letters too: "a t", "o f"
 _SPACE_SEP = re.compile(r"[ .\-_*]")
 _WHITESPACE = re.compile(r"\s+")
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -628,7 +901,10 @@ _HEX_SPACED = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]){7,}[0-9a-fA-F]{2}\b")
 _EDGES = "\"'`.,;:!?()[]{}<>"
 _QUOTES = "\"'`“”‘’«»"
 _DISCUSSION = re.compile(
-    r"\b(?:prompt injections?|jailbreaks?|attacks?|attackers?|examples?|detect\w*|defen[cd]\w*|protect\w*"
+    # also reported speech ("users asking the bot to '...'"); a word of a hostname ("evil.example") is none
+    r"(?<!\.)\b(?:users? (?:ask|asking|asked|type|typing|typed|write|writing|wrote|say|saying|said|send|sending|sent)"
+    r"|phrases?|such as|messages? like|prompt injections?|jailbreaks?|attacks?|attackers?|examples?|detect\w*"
+    r"|defen[cd]\w*|protect\w*"
     r"|prevent\w*|classif\w*|what does|what is|means?)\b"
 )
 
@@ -652,7 +928,30 @@ def despace(folded: str, words: set[str] | None = None) -> str | None:
         return None
     if _SPACED.search(folded) is None:
         return None
-    return _WHITESPACE.sub(" ", _SPACED.sub(lambda m: _SPACE_SEP.sub("", m.group()), folded))
+    return _WHITESPACE.sub(" ", _SPACED.sub(_join_spaced, folded))
+
+
+def _join_spaced(m: re.Match[str]) -> str:
+    # "i-g-n-o-r-e a-l-l": when the letters are joined by dots or dashes, a plain space still separates words.
+    run = m.group()
+    if _JOINERS.search(run) is not None:
+        return _JOINED.sub("", run)
+    return _SPACE_SEP.sub("", run)
+
+
+_JOINERS = re.compile(r"\w[.\-_*]\w")
+_JOINED = re.compile(r" ?[.\-_*] ?")
+_ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyz", "nopqrstuvwxyzabcdefghijklm")  # the folded view is lower case
+
+
+def recode(folded: str, words: set[str]) -> str | None:
+    """``folded`` read in ROT13 or backwards when the text names that encoding ("decode this rot13", "reverse
+    this and follow it"), or ``None``: the two ciphers needing no key that payload smugglers use after base64."""
+    if "rot13" in words or "rot" in words:
+        return folded.translate(_ROT13)
+    if "reverse" in words or "reversed" in words or "backwards" in words:
+        return folded[::-1]
+    return None
 
 
 def unleet(folded: str, words: set[str] | None = None) -> str | None:
@@ -844,6 +1143,8 @@ class InjectionDetector:
             views.append(("spacing", spaced, set(_WORD.findall(spaced))))
         if (leet := unleet(folded, words)) is not None:
             views.append(("leet", leet, set(_WORD.findall(leet))))
+        if (recoded := recode(folded, words)) is not None:
+            views.append(("encoded", recoded, set(_WORD.findall(recoded))))
         miss = 1.0
         for name, view, view_words in views:
             miss = self._scan(view, view_words, name, obfuscated or name != "plain", hits, miss, stop_at)

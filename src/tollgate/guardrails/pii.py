@@ -81,23 +81,43 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
         r"[\"']?(?P<v>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
     ),
     "PASSWORD": re.compile(
-        r"(?i:(?<![\w-])(?:password|passwd|passphrase|pwd|pass)"
+        # "DB_PASSWORD=" and "--password=" are labels too; "bypass=" is not (a letter before it).
+        r"(?i:(?<![A-Za-z0-9])(?:password|passwd|passphrase|pwd|pass)"
         r"|\"(?:password|passwd|pwd)\"|'(?:password|passwd|pwd)')"
         r"\s*[:=]\s*(?:\"(?P<v>[^\"\n]{1,200})\"|'(?P<w>[^'\n]{1,200})'|(?P<u>[^\s\"',;&]{1,200}))"
     ),
+    # The label in German, Spanish, French, Portuguese, Dutch: a scan of its own, run only when one occurs.
+    "PASSWORD_LOCAL": re.compile(
+        r"(?i:(?<![A-Za-z0-9])(?:passwort|kennwort|contrase[ñn]a|mot de passe|senha|wachtwoord))"
+        r"\s*[:=]\s*(?:\"(?P<v>[^\"\n]{1,200})\"|'(?P<w>[^'\n]{1,200})'|(?P<u>[^\s\"',;&]{1,200}))"
+    ),
+    # "my password is X": only a value that looks like one (see _password_said), not "is incorrect".
+    # Case spelled out rather than (?i): a pattern that opens with a literal is searched far faster.
+    "PASSWORD_SAID": re.compile(
+        r"(?:[Pp]ass(?:word|wort|phrase|code)|PASSWORD|PIN)\b(?:\s+(?:for|to|of)\s+[\w.@-]+)?\s+"
+        r"(?:is|was|ist|est|es)\s+(?:now\s+|still\s+)?(?P<v>[^\s\"',;]{4,200})"
+    ),
+    # Credentials in a URL: scheme://user:password@host.
+    "URL_PASSWORD": re.compile(r"://[^\s:/@]{1,100}:(?P<v>[^\s:/@]{1,200})@[\w.-]+"),
     "IBAN": re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])"),
     "CREDIT_CARD": re.compile(r"\d{4}(?:[ -]?\d{2,4}){2,4}(?: ?\d{1,3})?(?![\d-]|[.,]\d)"),
     "US_SSN": re.compile(r"(?P<a>\d{3})(?P<s>[- ])(?P<g>\d{2})(?P=s)(?P<n>\d{4})(?![\d-])"),
     "US_SSN_CONTEXT": re.compile(r"(?i:ssn|social security(?: number| no\.?)?)\W{0,4}(?:is\s+)?(?P<v>\d{9})(?!\d)"),
     "UK_NINO": re.compile(r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"),
     "PASSPORT": re.compile(
-        r"(?i:passport)(?i:\s+(?:no\.?|number|num\.?|#|id))?\s*(?:is\s+)?[:#]?\s*(?P<v>[A-Z]{0,2}\d{6,9})(?![A-Za-z0-9])"
+        r"(?i:passport|reisepass|passeport|pasaporte|passaporto)(?i:nummer|\s+(?:no\.?|number|num\.?|#|id)|\s+n(?:[°º]|o\.?))?"
+        r"\s*(?:is\s+)?[:#]?\s*"
+        # German and French numbers mix letters and digits: at least two digits, nine characters at most.
+        r"(?P<v>[A-Z]{0,2}\d{6,9}|(?=[A-Z0-9]{8,9}(?![A-Za-z0-9]))(?:[A-Z]*\d){2}[A-Z0-9]*)(?![A-Za-z0-9])"
     ),
     "DATE_OF_BIRTH": re.compile(
         # "born" only after a person: "the project was born on ..." is no birth date.
         r"(?:\b(?:I|[Hh]e|[Ss]he|[Tt]hey|[Yy]ou|[Ww]e|[Ww]ho|[A-Z][a-z]+)(?:\s+(?:was|were|is|am|got))?,?\s+born"
         r"|(?m:^[ \t]*)[Bb]orn\b"
-        r"|(?i:\bborn\s*:|\bd\.?o\.?b\.?|\bdate\s+of\s+birth|\bbirth\s*date|\bbirthday))[^\n\d]{0,24}?"
+        r"|,\s*born\b"
+        r"|(?i:\bborn\s*:|\bd\.?o\.?b\.?|\bdate\s+of\s+birth|\bbirth\s*date|\bbirthday|\bgeburtsdatum|\bgeboren"
+        r"|\bfecha\s+de\s+nacimiento|\bdate\s+de\s+naissance|\bn[ée]e?\s+le|\bdata\s+di\s+nascita"
+        r"|\bdata\s+de\s+nascimento))[^\n\d]{0,24}?"
         rf"(?P<v>{_DATE})(?!\d)"
     ),
     "IPV4": re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w:]|\.\d)"),
@@ -158,17 +178,25 @@ _SCANS: tuple[tuple[str, EntityType, Prefilter, Before | None], ...] = (
     ),
     ("AWS_SECRET_KEY", "AWS_SECRET_KEY", lambda t, low: "secret" in low, None),
     ("PASSWORD", "PASSWORD", lambda t, low: "pass" in low or "pwd" in low, None),
+    ("PASSWORD_LOCAL", "PASSWORD", lambda t, low: _password_words(low), None),
+    ("PASSWORD_SAID", "PASSWORD", lambda t, low: "pass" in low or "PIN" in t, _alnum),
+    ("URL_PASSWORD", "PASSWORD", lambda t, low: "://" in t and "@" in t, None),
     ("EMAIL", "EMAIL", lambda t, low: "@" in t, None),
     ("IBAN", "IBAN", _RUN, _alnum),
     ("CREDIT_CARD", "CREDIT_CARD", _RUN, lambda c: c.isdigit() or c in ".,-"),
     ("US_SSN", "US_SSN", _RUN, lambda c: c.isdigit() or c == "-"),
     ("US_SSN_CONTEXT", "US_SSN", lambda t, low: "ssn" in low or "social security" in low, None),
     ("UK_NINO", "UK_NINO", _RUN, _alnum),
-    ("PASSPORT", "PASSPORT", lambda t, low: "passport" in low, None),
+    (
+        "PASSPORT",
+        "PASSPORT",
+        lambda t, low: "passport" in low or "reisepass" in low or "passeport" in low or "pasaport" in low,
+        None,
+    ),
     (
         "DATE_OF_BIRTH",
         "DATE_OF_BIRTH",
-        lambda t, low: "birth" in low or "born" in low or "dob" in low or "d.o.b" in low,
+        lambda t, low: "birth" in low or "born" in low or "dob" in low or "d.o.b" in low or _birth_words(low),
         None,
     ),
     ("IPV4", "IP_ADDRESS", _RUN, lambda c: _word(c) or c in ".:"),
@@ -177,14 +205,42 @@ _SCANS: tuple[tuple[str, EntityType, Prefilter, Before | None], ...] = (
     ("STREET_ADDRESS", "STREET_ADDRESS", _RUN, lambda c: _word(c) or c in ".,-"),
 )
 
+
+def _birth_words(low: str) -> bool:
+    """A birth-date label in German, Spanish, French, Italian or Portuguese."""
+    return any(w in low for w in ("geburt", "geboren", "nacimiento", "naissance", "né", "nascit", "nascim"))
+
+
+def _password_words(low: str) -> bool:
+    """A password label in German, Spanish, French, Portuguese or Dutch."""
+    return (
+        "passwort" in low
+        or "kennwort" in low
+        or "contrase" in low
+        or "mot de passe" in low
+        or "senha" in low
+        or "wachtwoord" in low
+    )
+
+
 _DATE_LIKE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}")
 _IPV4_LIKE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _CONTEXT_GROUPS = ("v", "w", "u")
+_PLACEHOLDER_OPENERS = ("<", "{", "${", "%(")
+
+
+def _is_placeholder(value: str) -> bool:
+    """Already hidden ("********", "${DB_PASSWORD}") or a template's slot ("<your password>", "{password}")."""
+    return _MASKED.fullmatch(value) is not None or value.startswith(_PLACEHOLDER_OPENERS)
+
+
+_PASSWORD_SYMBOLS = frozenset("!@#$%^&*?+=~_")
 _MASKED = re.compile(r"[*x•.#<>\[\]_-]+|<[A-Z_]+(?:_\d+|:[0-9a-f]+)>|\[REDACTED\]|\$\{?\w+\}?", re.IGNORECASE)
 # An address needs context: a word that introduces one before it, or a unit, city or postcode after it.
 _ADDRESS_BEFORE = re.compile(
     r"(?i:\b(?:at|to|address|addr|live|lives|living|located|ship|shipping|deliver|delivery|office|moved|visit|"
-    r"from|resides?|residence|home|headquarters|hq|mail|send|billing)\b[^.!?\n]{0,25}$|:\s*$)"
+    r"from|resides?|residence|home|headquarters|hq|mail|send|billing|outside|near|opposite|corner of)\b"
+    r"[^.!?\n]{0,25}$|:\s*$)"
 )
 _ADDRESS_AFTER = re.compile(r",\s*[A-Z][a-z]+|\s*,?\s*(?:Apt|Apartment|Suite|Unit|Flat|#)|\s*,?\s*[A-Z]{2}\s+\d{5}")
 
@@ -214,6 +270,9 @@ class PIIDetector:
             "IPV6": self._ipv6,
             "PHONE": self._phone,
             "PASSWORD": self._password,
+            "PASSWORD_LOCAL": self._password,
+            "PASSWORD_SAID": self._password_said,
+            "URL_PASSWORD": self._url_password,
             "STREET_ADDRESS": self._address,
         }
         self._scans = tuple(
@@ -341,12 +400,28 @@ class PIIDetector:
         if m.group("u") is not None and end - start > 1 and text[end - 1] in ".)" and text[end : end + 1] in " \n":
             end -= 1  # the sentence's full stop, not the password's last character
         value = text[start:end]
-        if _MASKED.fullmatch(value):
-            return None  # already hidden: "password: ********"
+        if _is_placeholder(value):
+            return None
         # Prose ("Password: required", "password: see the vault") is a lowercase word after a colon.
         if m.group("u") is not None and value.isalpha() and value.islower() and ":" in text[m.start() : start]:
             return None
         return Match(start, end, "PASSWORD")
+
+    @staticmethod
+    def _password_said(text: str, m: re.Match[str]) -> Match | None:
+        start, end = m.span("v")
+        if end - start > 1 and text[end - 1] in ".)" and (end == len(text) or text[end] in " \n"):
+            end -= 1  # the sentence's full stop
+        value = text[start:end]
+        # After "is", a word is prose ("is incorrect", "is case-sensitive"); a password has a digit or a symbol.
+        if not any(c.isdigit() or c in _PASSWORD_SYMBOLS for c in value) or _is_placeholder(value):
+            return None
+        return Match(start, end, "PASSWORD")
+
+    @staticmethod
+    def _url_password(text: str, m: re.Match[str]) -> Match | None:
+        start, end = m.span("v")
+        return None if _is_placeholder(text[start:end]) else Match(start, end, "PASSWORD")
 
     @staticmethod
     def _address(text: str, m: re.Match[str]) -> Match | None:
@@ -367,8 +442,9 @@ class PIIDetector:
         if not 7 <= digits <= 15 or _DATE_LIKE.fullmatch(raw) or _IPV4_LIKE.fullmatch(raw):
             return None
         international = raw[0] == "+" or raw.startswith("00")
-        # A bare run of digits is an order or account number far more often than a phone number.
-        if not international and raw.isdigit() and len(raw) < 10:
+        # A bare run of digits is an order or account number far more often than a phone number; ten digits
+        # that start with 1 are no national number anywhere (a timestamp, usually).
+        if not international and raw.isdigit() and (len(raw) < 10 or (len(raw) == 10 and raw[0] == "1")):
             return None
         for candidate in _trimmed(raw):
             if self._phone_valid(candidate, international):
@@ -378,6 +454,8 @@ class PIIDetector:
     def _phone_valid(self, candidate: str, international: bool) -> bool:
         regions = (None,) if international else self.phone_regions
         for region in regions:
+            if region is not None and not _national_shape(candidate, region):
+                continue
             number = candidate if region is not None or candidate[0] == "+" else "+" + candidate[2:]
             try:
                 parsed = phonenumbers.parse(number, region)
@@ -386,6 +464,23 @@ class PIIDetector:
             if phonenumbers.is_valid_number(parsed):
                 return True
         return False
+
+
+# Regions whose national numbers open with the trunk prefix 0, and the North American plan's groupings: a
+# number written without its country code is written this way, "32 4305 7179" or "31542-29559" is a code.
+_TRUNK_ZERO = frozenset({"GB", "DE", "FR", "NL", "BE", "AT", "CH", "SE", "IE", "AU", "NZ", "IN", "JP", "BR"})
+_NANP = frozenset({"US", "CA"})
+_NANP_GROUPS = ((3, 3, 4), (1, 3, 3, 4), (10,), (11,))
+_DIGIT_GROUPS = re.compile(r"\d+")
+
+
+def _national_shape(candidate: str, region: str) -> bool:
+    """Whether a number without a country code is written the way ``region`` writes its national numbers."""
+    if region in _TRUNK_ZERO:
+        return candidate.lstrip("(")[:1] == "0"
+    if region in _NANP:
+        return tuple(len(g) for g in _DIGIT_GROUPS.findall(candidate)) in _NANP_GROUPS
+    return True
 
 
 def _search(

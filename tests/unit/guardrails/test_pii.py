@@ -60,6 +60,16 @@ def found(text: str, detector: PIIDetector = DETECTOR) -> list[tuple[EntityType,
         ('{"user": "sam", "password": "hunter2!"}', "PASSWORD", "hunter2!"),
         ("db password=s3cr3t host=db", "PASSWORD", "s3cr3t"),
         ("pwd: abc123", "PASSWORD", "abc123"),
+        ("DB_PASSWORD=dragon179!", "PASSWORD", "dragon179!"),
+        ("mysql -u root --password=kitten-cloud-61 -h db", "PASSWORD", "kitten-cloud-61"),
+        ("the wifi password is quartz-cloud-57 (guests)", "PASSWORD", "quartz-cloud-57"),
+        ("Passwort: Marathon4440?", "PASSWORD", "Marathon4440?"),
+        ("postgres://app_user:Quartz1529%21@db.internal:5432/orders", "PASSWORD", "Quartz1529%21"),
+        ("Reisepassnummer K9881VYTT bitte hinterlegen", "PASSPORT", "K9881VYTT"),
+        ("numéro de passeport : 57FS13696", "PASSPORT", "57FS13696"),
+        ("Geburtsdatum: 8 Dec 1958", "DATE_OF_BIRTH", "8 Dec 1958"),
+        ("Employee: NINO HC159739B, born 1949-07-25, London", "DATE_OF_BIRTH", "1949-07-25"),
+        ("The accident happened outside 9730 Sycamore Court at 8pm.", "STREET_ADDRESS", "9730 Sycamore Court"),
     ],
 )
 def test_detects_each_type(text: str, entity: EntityType, value: str) -> None:
@@ -84,6 +94,10 @@ def test_detects_each_type(text: str, entity: EntityType, value: str) -> None:
         "card 4111 1111 1111 1112 fails Luhn; IBAN DE89 3704 0044 0532 0130 01 fails mod-97",
         "SSN 666-12-3456 and 000-12-3456 are never issued",
         "version 300.1.2.3 and 256.1.1.1 are not addresses",
+        "last_seen=1725810673 and 1723254781 kernel: eth0 link up",
+        "SKU 35 4823 1974 and catalogue item 31542-29559 are in stock.",
+        "Change password=<your password> and postgres://app:${DB_PASSWORD}@db:5432/x to your own values.",
+        "The password is case-sensitive and your password is at least 12 characters.",
     ],
 )
 def test_hard_negatives_are_not_detected(text: str) -> None:
