@@ -264,3 +264,27 @@ def test_stream_reviews_fail_closed_and_open_on_timeout(
     got: list[str] = []
     _streamed(free, "response:slow", got)
     assert "".join(got) == ANSWER
+
+
+def test_a_stream_the_service_modified_or_refused_is_never_cached(
+    closed: RunningGateway, fake_openai: FakeServer
+) -> None:
+    client = openai.OpenAI(base_url=closed.openai_base, api_key=closed.master_key, max_retries=0)
+    for policy in ("allow", "response:modify", "response:block"):
+        messages: Any = [{"role": "user", "content": f"cache me? {policy}"}]
+        for attempt in range(2):
+            before = len(fake_openai.requests)
+            try:
+                list(
+                    client.chat.completions.create(
+                        model=MODEL,
+                        messages=messages,
+                        temperature=0,
+                        stream=True,
+                        extra_body={"metadata": {"policy": policy}},
+                    )
+                )
+            except openai.PermissionDeniedError:
+                assert policy == "response:block"
+            # Asked every time, but for the allowed answer's second request, served from the cache.
+            assert len(fake_openai.requests) == before + (0 if policy == "allow" and attempt else 1)
