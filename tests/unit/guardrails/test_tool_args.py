@@ -7,13 +7,13 @@ import json
 import orjson
 import pytest
 
-from tollgate.config.guardrails import OutputFilterConfig
+from tollgate.config.guardrails import OutputFilterConfig, PIIGuardConfig
 from tollgate.context import RequestContext
 from tollgate.errors import PermissionDeniedError
 from tollgate.guardrails.output_filter import OutputMatcher
 from tollgate.guardrails.tool_args import ArgsScanner
 from tollgate.policies.output_filter import OutputFilterPolicy
-from tollgate.policies.pii import PIIRestoreStreamFilter
+from tollgate.policies.pii import PIIPolicy, PIIRestoreStreamFilter
 from tollgate.types import JSONObject
 
 CONFIG = OutputFilterConfig.model_validate(
@@ -204,3 +204,14 @@ def test_pii_placeholders_are_restored_in_streamed_arguments_as_json() -> None:
             "to": "ann@example.com",
             "name": 'Ann "the boss" Lee',
         }
+
+
+async def test_pii_placeholders_are_restored_in_whole_answers_tool_arguments() -> None:
+    policy = PIIPolicy(PIIGuardConfig(enabled=True, reversible=True))
+    ctx = _ctx()
+    await policy.inspect(ctx, {"model": "m", "messages": [{"role": "user", "content": "mail ann@example.com"}]})
+    out = policy.respond(ctx, _completion([_call(0, '{"to": "<EMAIL_1>"}')], "Mailing <EMAIL_1>."))
+    assert out is not None
+    message = out["choices"][0]["message"]  # type: ignore[index,call-overload]
+    assert message["content"] == "Mailing ann@example.com."
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"to": "ann@example.com"}
