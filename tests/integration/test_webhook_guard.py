@@ -19,6 +19,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from tests.fakes import anthropic_server
 from tests.fakes.harness import FakeServer, serve
 from tests.gateway import MASTER_KEY, RunningGateway, run_gateway
 
@@ -288,3 +289,35 @@ def test_a_stream_the_service_modified_or_refused_is_never_cached(
                 assert policy == "response:block"
             # Asked every time, but for the allowed answer's second request, served from the cache.
             assert len(fake_openai.requests) == before + (0 if policy == "allow" and attempt else 1)
+
+
+@pytest.mark.parametrize("mode", ["buffer", "post"])
+def test_anthropic_clients_of_an_anthropic_provider_are_reviewed_too(
+    fake_openai: FakeServer, policy_service: FakeServer, mode: str
+) -> None:
+    """Anthropic to Anthropic is normally relayed as the provider's bytes; a response-stage webhook reads it."""
+    with serve(anthropic_server.make_app()) as fake:
+        env = {**_env(fake_openai), "ANTHROPIC_API_KEY": "sk-ant-upstream", "ANTHROPIC_BASE_URL": fake.base_url}
+        with run_gateway(_config(policy_service, "closed", mode), env) as gw:
+            claude = anthropic.Anthropic(base_url=gw.base_url, api_key=gw.master_key, max_retries=0)
+
+            def stream(policy: str, got: list[str]) -> None:
+                with claude.messages.stream(
+                    model="anthropic/claude-haiku-4-5",
+                    max_tokens=50,
+                    messages=[{"role": "user", "content": "hello"}],
+                    extra_body={"metadata": {"policy": policy}},
+                ) as events:
+                    got.extend(events.text_stream)
+
+            got: list[str] = []
+            stream("allow", got)
+            assert "".join(got) == anthropic_server.ANSWER
+            if mode == "buffer":
+                with pytest.raises(anthropic.PermissionDeniedError, match="webhook_blocked"):
+                    stream("response:block", [])
+            else:
+                sent: list[str] = []
+                with pytest.raises(anthropic.APIError, match="webhook_blocked"):
+                    stream("response:block", sent)
+                assert "".join(sent) == anthropic_server.ANSWER
