@@ -321,3 +321,25 @@ def test_anthropic_clients_of_an_anthropic_provider_are_reviewed_too(
                 with pytest.raises(anthropic.APIError, match="webhook_blocked"):
                     stream("response:block", sent)
                 assert "".join(sent) == anthropic_server.ANSWER
+
+
+def test_a_buffered_stream_gets_the_output_filter_verdict_as_a_plain_response(
+    fake_openai: FakeServer, policy_service: FakeServer
+) -> None:
+    """Held whole for the webhook, a stream's output-filter block is a 403 and its flag is in the headers."""
+    for action in ("block", "flag"):
+        config = _config(policy_service, "closed") + (
+            f"  output_filter:\n    enabled: true\n    categories:\n      vendor: {{words: [fake], action: {action}}}\n"
+        )
+        with run_gateway(config, _env(fake_openai)) as gw:
+            client = openai.OpenAI(base_url=gw.openai_base, api_key=gw.master_key, max_retries=0)
+            messages: Any = [{"role": "user", "content": "hello"}]
+            if action == "block":
+                with pytest.raises(openai.PermissionDeniedError) as info:
+                    client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+                assert info.value.code == "output_blocked"
+                continue
+            raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, stream=True)
+            assert raw.headers["x-tollgate-guardrail"] == "flagged"
+            assert raw.headers["x-tollgate-guardrail-rules"] == "vendor"
+            assert "".join(c.delta.content or "" for chunk in raw.parse() for c in chunk.choices) == ANSWER

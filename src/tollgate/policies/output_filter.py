@@ -199,8 +199,13 @@ class OutputFilterStream:
         if not self._recorded:
             self._recorded = True
             hits = merged(s.hits for s in self._scanners)
-            if _decide(self._ctx, hits, self.digest.hexdigest(), action) == "mask":
+            decided = _decide(self._ctx, hits, self.digest.hexdigest(), action)
+            if decided == "mask":
                 self.no_store = True
+            flagged = sorted(n for n, h in hits.items() if h.count and h.category.action == "flag")
+            if flagged and decided != "block":
+                # Only a stream held back whole (a buffering response webhook) still sends these headers.
+                mark_flagged(self._ctx, ",".join(flagged))
 
     def feed(self, chunks: list[JSONObject]) -> list[JSONObject]:
         return self._rewriter.feed(chunks)
