@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import zip_longest
 
 import orjson
 import pytest
@@ -215,3 +216,22 @@ async def test_pii_placeholders_are_restored_in_whole_answers_tool_arguments() -
     message = out["choices"][0]["message"]  # type: ignore[index,call-overload]
     assert message["content"] == "Mailing ann@example.com."
     assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"to": "ann@example.com"}
+
+
+def test_choices_are_screened_apart_when_their_chunks_interleave() -> None:
+    flt = OutputFilterPolicy(CONFIG).stream_filter(_ctx())
+    assert flt is not None
+    one, two = _tool_stream("", ['{"q": "he'], 2), _tool_stream("", ['ck"}'], 2)
+    for chunk in two:
+        chunk["choices"][0]["index"] = 1  # type: ignore[index]
+    out: list[JSONObject] = []
+    for pair in zip_longest(one, two):
+        out += flt.feed([c for c in pair if c is not None])
+    out += flt.flush()
+    args = {0: "", 1: ""}
+    for c in out:
+        for choice in c["choices"]:  # type: ignore[union-attr]
+            for call in choice["delta"].get("tool_calls") or []:  # type: ignore[index,call-overload]
+                args[choice["index"]] += call["function"]["arguments"]  # type: ignore[index]
+    # Neither choice holds "heck" on its own: nothing is masked, each choice's text is its own.
+    assert args == {0: '{"q": "he', 1: 'ck"}'}
