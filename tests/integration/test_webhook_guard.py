@@ -164,6 +164,7 @@ def _sse(gw: RunningGateway, policy: str) -> bytes:
         "model": MODEL,
         "messages": [{"role": "user", "content": "hello"}],
         "stream": True,
+        "stream_options": {"include_usage": True},
         "metadata": {"policy": policy},
     }
     headers = {"authorization": f"Bearer {gw.master_key}"}
@@ -196,7 +197,9 @@ def test_an_allowed_stream_is_the_same_stream_in_both_modes(
 ) -> None:
     buffered = _sse(closed, "allow")
     assert buffered == _sse(post_closed, "allow")
-    assert buffered.endswith(b"data: [DONE]\n\n") and buffered.count(b"data: ") == 8
+    with run_gateway("", _env(fake_openai)) as plain:  # no webhook: the provider's bytes, relayed
+        assert buffered == _sse(plain, "allow")
+    assert buffered.endswith(b"data: [DONE]\n\n") and buffered.count(b"data: ") == 9  # with the usage chunk
     got: list[str] = []
     _streamed(closed, "allow", got)
     assert "".join(got) == ANSWER
