@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The output guards on a 2 KB answer: the content filter (non-streamed, and streamed in small chunks) and the
-JSON-schema validation of a structured answer. p50/p99 µs.
+JSON-schema validation of a structured answer, and the filter on a tool call whose arguments are 2 KB of JSON
+(whole, and streamed in argument deltas). p50/p99 µs.
 
   python3 benchmarks/bench_output_guards.py            # 2 000 answers per row
   python3 benchmarks/bench_output_guards.py --n 500
@@ -102,6 +103,36 @@ def main() -> None:
             flt.feed([c])
         flt.flush()
 
+    # A tool call whose arguments are the 2 KB structured JSON: whole, and streamed in deltas of 4 characters.
+    def call(args: str) -> JSONObject:
+        return {"index": 0, "id": "call_1", "type": "function", "function": {"name": "plan", "arguments": args}}
+
+    with_call: JSONObject = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": [call(STRUCTURED)]},
+                "finish_reason": "tool_calls",
+            }
+        ]
+    }
+    arg_chunks: list[JSONObject] = [{"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [call("")]}}]}]
+    arg_chunks += [
+        {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": a}}]}}]}
+        for a in (STRUCTURED[i : i + 4] for i in range(0, len(STRUCTURED), 4))
+    ]
+    arg_chunks.append({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+
+    def args_whole() -> None:
+        policy.respond(_ctx(False), with_call)
+
+    def args_streamed() -> None:
+        flt = policy.stream_filter(_ctx(True))
+        assert flt is not None
+        for c in arg_chunks:
+            flt.feed([c])
+        flt.flush()
+
     schema = OutputSchemaPolicy(OutputSchemaConfig(enabled=True))
     body: JSONObject = {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA}}}
     structured = _completion(STRUCTURED)
@@ -116,6 +147,8 @@ def main() -> None:
         ("output filter, non-streamed", f"{len(ANSWER)} chars", _time(whole, n)),
         ("output filter, streamed", f"{len(chunks)} chunks", _time(streamed, n)),
         ("output schema, non-streamed", f"{len(STRUCTURED)} chars JSON", _time(validated, n)),
+        ("output filter, tool-call arguments", f"{len(STRUCTURED)} chars JSON", _time(args_whole, n)),
+        ("output filter, streamed tool-call arguments", f"{len(arg_chunks)} chunks", _time(args_streamed, n)),
     ]
     print(f"hold-back: {policy.matcher.hold} characters")
     print("| guard | answer | p50 µs | p99 µs |")
@@ -125,6 +158,8 @@ def main() -> None:
         print(f"| {name} | {size} | {statistics.median(samples):.0f} | {q[98]:.0f} |")
     per_chunk = statistics.median(rows[1][2]) / len(chunks)
     print(f"\nstreamed: {per_chunk:.1f} µs per chunk (median answer / chunks)")
+    per_delta = statistics.median(rows[4][2]) / len(arg_chunks)
+    print(f"streamed tool-call arguments: {per_delta:.1f} µs per chunk (median answer / chunks)")
 
 
 if __name__ == "__main__":

@@ -65,8 +65,10 @@ async def messages(gw: Gateway, request: Request, ctx: RequestContext) -> None:
         await gw.cache_store(plan, result.data, result.usage, ctx)
         return
     assert isinstance(result, ChunkStream)
-    chunks = gw.cache_recording(plan, FilteredStream(result, filters) if filters else result, filters)
-    await pump(request, ctx, chunks, AnthropicStreamEncoder(req.model))
+    canonical = FilteredStream(result, filters) if filters else result
+    reviewed = gw.reviewed(ctx, canonical)  # the webhook's response stage: may hold the stream until it decides
+    chunks = gw.cache_recording(plan, reviewed or canonical, [*filters, reviewed])
+    await pump(request, ctx, chunks, AnthropicStreamEncoder(req.model), reviewed.ready if reviewed else None)
 
 
 async def _send_cached(request: Request, ctx: RequestContext, cached: CachedAnswer, model: str) -> None:

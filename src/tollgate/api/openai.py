@@ -78,7 +78,7 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
         return
     filters = gw.stream_filters_for(ctx)  # any filter (e.g. a budget to cut at) rules out relaying bytes
     # An answer to cache is read as canonical chunks, not relayed as bytes.
-    relay: Literal["openai"] | None = None if filters or gw.cache_stores(plan) else "openai"
+    relay: Literal["openai"] | None = None if filters or gw.cache_stores(plan) or gw.reviews_streams(ctx) else "openai"
     result = await gw.dispatcher.chat(ctx, req, route, relay=relay)
     if isinstance(result, Completed):
         ctx.usage = result.usage
@@ -93,7 +93,10 @@ async def chat_completions(gw: Gateway, request: Request, ctx: RequestContext) -
         await pump(request, ctx, result, _RELAY)
     else:
         stream = FilteredStream(result, filters) if filters else result
-        await pump(request, ctx, gw.cache_recording(plan, stream, filters), OpenAIStreamEncoder(req.include_usage))
+        reviewed = gw.reviewed(ctx, stream)  # the webhook's response stage: may hold the stream until it decides
+        ready = reviewed.ready if reviewed is not None else None
+        recorded = gw.cache_recording(plan, reviewed or stream, [*filters, reviewed])
+        await pump(request, ctx, recorded, OpenAIStreamEncoder(req.include_usage), ready)
 
 
 async def _send_cached(request: Request, ctx: RequestContext, cached: CachedAnswer, include_usage: bool) -> None:

@@ -40,12 +40,25 @@ class PieceStream(Protocol[PieceOut]):
 
 
 async def pump(
-    request: Request, ctx: RequestContext, stream: PieceStream[Piece], encoder: StreamEncoder[Piece]
+    request: Request,
+    ctx: RequestContext,
+    stream: PieceStream[Piece],
+    encoder: StreamEncoder[Piece],
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Send headers, then every piece; a mid-stream failure becomes a terminal error event."""
+    """Send headers, then every piece; a mid-stream failure becomes a terminal error event.
+
+    ``ready`` runs first, under the same disconnect watch (a stream held for a review): an error it raises
+    goes to the front door as a plain HTTP error, since nothing was sent yet."""
     send = request.send
 
     async def run() -> None:
+        if ready is not None:
+            try:
+                await ready()
+            except BaseException:
+                ctx.usage = stream.usage  # FINALIZE charges what was generated before the refusal
+                raise
         await start_stream(send, ctx.response_headers())
         try:
             async for piece in stream:

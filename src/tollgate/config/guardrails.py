@@ -319,6 +319,7 @@ class OutputSchemaConfig(BaseModel):
 
 
 WebhookFailure = Literal["open", "closed"]
+WebhookStreamMode = Literal["buffer", "post"]
 
 
 class WebhookGuardConfig(BaseModel):
@@ -330,7 +331,14 @@ class WebhookGuardConfig(BaseModel):
     url: str = Field("", description="The service's URL (http or https); required when enabled.")
     on_request: bool = Field(True, description="Call it with the request, before the provider sees it.")
     on_response: bool = Field(
-        False, description="Call it with the answer of non-streamed requests, before the caller sees it."
+        False, description="Call it with the answer (streamed too, see stream_mode), before the caller sees it."
+    )
+    stream_mode: WebhookStreamMode = Field(
+        "buffer",
+        description="How on_response treats streams: buffer reads the whole stream and sends it only once the "
+        "service allowed it (a block is a 403 before the first byte; the caller waits for the whole answer); "
+        "post sends it as it comes, holding back only the end, and asks the service then (a block is a "
+        "terminal error event after the text already sent).",
     )
     timeout_seconds: float = Field(2.0, gt=0, le=60, description="Time allowed for one call.")
     failure: WebhookFailure = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +19,7 @@ from tollgate.core.phases import (
     FinalizePolicy,
     InspectPolicy,
     RespondPolicy,
+    ReviewedStream,
     ReviewPolicy,
     StreamFilter,
     StreamFilterFactory,
@@ -346,8 +347,9 @@ class Gateway:
         if self.cache is not None and plan is not None and plan.store:
             await self.cache.save(plan, completion, usage)
 
-    def cache_recording(self, plan: CachePlan | None, stream: PieceSource, filters: list[StreamFilter]) -> PieceSource:
-        """Wrap a canonical stream so that, once complete and not cut by a filter, its answer is stored."""
+    def cache_recording(self, plan: CachePlan | None, stream: PieceSource, filters: Sequence[object]) -> PieceSource:
+        """Wrap a canonical stream so that, once complete and not cut or changed by a filter (or a reviewed
+        stream's policy, also in ``filters``), its answer is stored."""
         cache = self.cache
         if cache is None or plan is None or not plan.store:
             return stream
@@ -424,6 +426,24 @@ class Gateway:
         """Whether this request's non-streamed answer is screened (then it is read, never forwarded as the
         provider's bytes)."""
         return self.pipeline_of(ctx).screens_output or self.log_bodies
+
+    def reviewed(self, ctx: RequestContext, stream: PieceSource) -> ReviewedStream | None:
+        """A stream (after its stream filters) wrapped by the async output policies (the webhook's response
+        stage), or ``None`` when none reviews streams. The front door awaits its ``ready()`` before the response
+        starts. One such policy is configured at most (``guardrails.webhook``)."""
+        if not ctx.stream:
+            return None
+        out: ReviewedStream | None = None
+        for policy in self.pipeline_of(ctx).review:
+            wrapped = policy.review_stream(ctx, stream if out is None else out)
+            if wrapped is not None:
+                out = wrapped
+        return out
+
+    def reviews_streams(self, ctx: RequestContext) -> bool:
+        """Whether this request's stream goes through an async output policy (then it is read as canonical
+        chunks)."""
+        return bool(self.pipeline_of(ctx).review)
 
     def stream_filters_for(self, ctx: RequestContext) -> list[StreamFilter]:
         """The stream filters of this request (fresh ones), after ADMIT. Empty: the stream may be relayed

@@ -5,12 +5,15 @@ Each ordering constraint is stated next to the phase that depends on it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from enum import IntEnum
 from typing import Protocol
 
 from tollgate.context import RequestContext
+from tollgate.policies.cache import PieceSource
 from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject
+from tollgate.wire.openai import Usage
 
 
 class Phase(IntEnum):
@@ -54,11 +57,29 @@ class RespondPolicy(Protocol):
     def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None: ...
 
 
+class ReviewedStream(Protocol):
+    """A stream an async output policy reviews: the front door awaits ``ready()`` before the response starts
+    (it may read the whole stream there and raise a ``TollgateError``, still a plain HTTP error), then sends
+    its pieces (which may raise later, as a terminal error event)."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def __aiter__(self) -> AsyncIterator[list[JSONObject]]: ...
+
+    async def aclose(self) -> None: ...
+
+    async def ready(self) -> None: ...
+
+
 class ReviewPolicy(Protocol):
-    """RESPOND for non-streamed answers, asynchronously (an external service): after every ``RespondPolicy``.
-    A rewritten copy of the completion, or ``None``; raise a ``TollgateError`` to refuse the answer."""
+    """RESPOND, asynchronously (an external service): after every ``RespondPolicy`` for non-streamed answers
+    (a rewritten copy of the completion, or ``None``; raise a ``TollgateError`` to refuse the answer), and
+    around the stream filters for streams."""
 
     async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None: ...
+
+    def review_stream(self, ctx: RequestContext, stream: PieceSource) -> ReviewedStream | None: ...
 
 
 class StreamFilter(Protocol):

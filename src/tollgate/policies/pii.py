@@ -6,11 +6,14 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from tollgate.config.guardrails import ENTITY_TYPES, Action, EntityType, PIIGuardConfig
 from tollgate.context import GuardrailDecision, RequestContext, payload_hash
 from tollgate.errors import PermissionDeniedError
 from tollgate.guardrails.masking import MaskSession, PlaceholderRestorer
 from tollgate.guardrails.pii import Match, PIIDetector
+from tollgate.guardrails.stream_rewrite import ChunkRewriter
 from tollgate.types import JSONObject, JSONValue
 
 TextMap = Callable[[str], str]
@@ -216,17 +219,28 @@ class PIIPolicy:
 
     def respond(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
         """RESPOND (non-streamed): a copy of the completion with this request's placeholders restored in every
-        choice's text (reversible mode), or ``None`` when there is nothing to restore."""
+        choice's text and tool-call arguments (reversible mode), or ``None`` when there is nothing to restore."""
         inspection = self._inspections.get(id(ctx))
         choices = completion.get("choices")
         if inspection is None or not inspection.session.originals or not isinstance(choices, list):
             return None
         restored: list[JSONValue] = []
+        escaped = _Restore(_escaped(inspection.session.originals))
+
+        def restore_args(text: str) -> str:
+            return escaped.feed(text, True)
+
         for choice in choices:
             message = choice.get("message") if isinstance(choice, dict) else None
             content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(choice, dict) and isinstance(message, dict) and isinstance(content, str):
-                choice = {**choice, "message": {**message, "content": inspection.restore(content)}}
+            if isinstance(choice, dict) and isinstance(message, dict):
+                new = message
+                if isinstance(content, str):
+                    new = {**new, "content": inspection.restore(content)}
+                calls = message.get("tool_calls")
+                if isinstance(calls, list) and calls:
+                    new = {**new, "tool_calls": [_map_call(c, restore_args) for c in calls]}
+                choice = {**choice, "message": new}
             restored.append(choice)
         return {**completion, "choices": restored}
 
@@ -249,57 +263,41 @@ class PIIPolicy:
         self._inspections.pop(id(ctx), None)
 
 
-class PIIRestoreStreamFilter:
-    """Restores placeholders in the ``delta.content`` of canonical (OpenAI) stream chunks, per choice.
+class _Restore:
+    """One streamed text through a placeholder restorer, as ``ChunkRewriter`` wants it."""
 
-    A chunk whose content ends in what may be the start of a placeholder goes out with that tail held back;
-    the tail goes out with the next chunk of that choice, with its finish chunk, or in a last chunk at ``flush``.
-    The stream stays valid: chunks are never dropped or reordered, only their content shortened or lengthened."""
+    __slots__ = ("_restorer",)
 
     def __init__(self, originals: dict[str, str]) -> None:
-        self._originals = originals
-        self._restorers: dict[int, PlaceholderRestorer] = {}
-        self._template: JSONObject | None = None
+        self._restorer = PlaceholderRestorer(originals)
+
+    def pending(self) -> bool:
+        return self._restorer.held > 0
+
+    def feed(self, piece: str, final: bool) -> str:
+        text = self._restorer.feed(piece) if piece else ""
+        return text + self._restorer.flush() if final else text
+
+
+class PIIRestoreStreamFilter:
+    """Restores placeholders in canonical (OpenAI) stream chunks, per choice: in ``delta.content`` and in the
+    tool calls' arguments (there as JSON string contents, so the arguments stay JSON).
+
+    The tail that may be the start of a placeholder is held back until the next piece of the same text (see
+    ``ChunkRewriter``); chunks are never dropped or reordered, only their texts shortened or lengthened."""
+
+    def __init__(self, originals: dict[str, str]) -> None:
+        escaped = _escaped(originals)
+        self._rewriter = ChunkRewriter(lambda: _Restore(originals), lambda: _Restore(escaped))
 
     def feed(self, chunks: list[JSONObject]) -> list[JSONObject]:
-        return [self._restore_chunk(c) for c in chunks]
-
-    def _restore_chunk(self, chunk: JSONObject) -> JSONObject:
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices:
-            return chunk
-        new_choices: list[JSONValue] = []
-        changed = False
-        for choice in choices:
-            new_choice = choice
-            if isinstance(choice, dict):
-                index = choice.get("index", 0)
-                delta = choice.get("delta")
-                content = delta.get("content") if isinstance(delta, dict) else None
-                finished = choice.get("finish_reason") is not None
-                key = index if isinstance(index, int) else 0
-                restorer = self._restorers.get(key)
-                if restorer is None:
-                    restorer = self._restorers[key] = PlaceholderRestorer(self._originals)
-                if isinstance(content, str) or (finished and restorer.held):
-                    text = restorer.feed(content) if isinstance(content, str) else ""
-                    if finished:
-                        text += restorer.flush()
-                    if text != content:
-                        base = delta if isinstance(delta, dict) else {}
-                        new_choice = {**choice, "delta": {**base, "content": text}}
-                        changed = True
-            new_choices.append(new_choice)
-        self._template = chunk
-        return {**chunk, "choices": new_choices} if changed else chunk
+        return self._rewriter.feed(chunks)
 
     def flush(self) -> list[JSONObject]:
         """A last chunk per choice that still holds text back (the stream ended without a finish chunk)."""
-        out: list[JSONObject] = []
-        template = self._template
-        for index, restorer in self._restorers.items():
-            rest = restorer.flush()
-            if rest and template is not None:
-                choice: JSONObject = {"index": index, "delta": {"content": rest}, "finish_reason": None}
-                out.append({**{k: v for k, v in template.items() if k != "usage"}, "choices": [choice]})
-        return out
+        return self._rewriter.flush()
+
+
+def _escaped(originals: dict[str, str]) -> dict[str, str]:
+    """The originals as they go inside a JSON string (a tool call's arguments): quotes and controls escaped."""
+    return {k: orjson.dumps(v).decode()[1:-1] for k, v in originals.items()}

@@ -4,6 +4,10 @@ The gateway POSTs a JSON payload (the model, the texts, the caller's ids; never 
 HMAC-SHA256 when a secret is configured, and reads ``{"action": "allow" | "block" | "modify", ...}`` back.
 A call that times out, fails or answers something unreadable is a failure: ``failure: closed`` refuses the
 request (503), ``failure: open`` lets it through; both are recorded as decisions.
+
+Streamed answers are reviewed whole, per ``stream_mode``: ``buffer`` holds the stream until the service
+allowed it (``BufferedReview``: a refusal is a plain 403 before the first byte), ``post`` sends it as it comes
+and asks at the end (``PostReview``: a refusal is a terminal error event).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Literal
 
 import aiohttp
@@ -20,7 +25,9 @@ import orjson
 from tollgate.config.guardrails import WebhookGuardConfig
 from tollgate.context import GuardrailDecision, GuardrailPhase, RequestContext
 from tollgate.errors import PermissionDeniedError, ServiceUnavailableError
+from tollgate.policies.cache import CompletionAccumulator, PieceSource
 from tollgate.types import JSONObject, JSONValue
+from tollgate.wire.openai import Usage
 
 GUARDRAIL = "webhook"
 SIGNATURE_HEADER = "x-tollgate-signature"
@@ -173,25 +180,14 @@ class WebhookGuardPolicy:
             return {**req_body, field: new}
         return req_body
 
-    async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
-        """RESPOND (non-streamed): ``None`` to send the answer as is, a copy the service modified, or a 403."""
-        if not self.config.on_response:
-            return None
-        choices = completion.get("choices")
-        answers: list[JSONValue] = []
-        if isinstance(choices, list):
-            for choice in choices:
-                if isinstance(choice, dict) and isinstance(message := choice.get("message"), dict):
-                    answers.append(
-                        {
-                            "index": choice.get("index", 0),
-                            "content": message.get("content"),
-                            "tool_calls": message.get("tool_calls"),
-                            "finish_reason": choice.get("finish_reason"),
-                        }
-                    )
+    async def decide_answer(self, ctx: RequestContext, completion: JSONObject, sent: bool = False) -> JSONObject | None:
+        """Ask the service about an answer: ``None`` to let it through (allowed, or the call failed open), the
+        decision when it asks to modify (with a string ``content``), or a 403 / 503. ``sent``: the stream was
+        already sent (``stream_mode: post``), told to the service as ``answer_sent``."""
+        answers = _answers(completion)
         payload = self._payload(ctx, "response")
         payload["answer"] = answers
+        payload["answer_sent"] = sent
         digest = hashlib.sha256(orjson.dumps(answers)).hexdigest()
         started = time.perf_counter()
         try:
@@ -204,12 +200,162 @@ class WebhookGuardPolicy:
             self._block(ctx, "output", decision, digest)
         if action != "modify":
             return None
-        content = decision.get("content")
-        if not isinstance(content, str) or not isinstance(choices, list) or not choices:
+        if not isinstance(decision.get("content"), str) or not answers:
             self._failed(ctx, "output", "webhook.bad_modify", started)
+            return None
+        rule = "webhook.modify_after_sent" if sent else "webhook.modify"
+        ctx.guardrail_decisions.append(GuardrailDecision(GUARDRAIL, "modify", "output", (rule,), 1, digest))
+        return decision
+
+    async def review(self, ctx: RequestContext, completion: JSONObject) -> JSONObject | None:
+        """RESPOND (non-streamed): ``None`` to send the answer as is, a copy the service modified, or a 403."""
+        if not self.config.on_response:
+            return None
+        decision = await self.decide_answer(ctx, completion)
+        choices = completion.get("choices")
+        if decision is None or not isinstance(choices, list) or not choices:
             return None
         first = choices[0]
         if not isinstance(first, dict) or not isinstance(message := first.get("message"), dict):
             return None
-        ctx.guardrail_decisions.append(GuardrailDecision(GUARDRAIL, "modify", "output", ("webhook.modify",), 1, digest))
+        content = decision["content"]
         return {**completion, "choices": [{**first, "message": {**message, "content": content}}, *choices[1:]]}
+
+    def review_stream(self, ctx: RequestContext, stream: PieceSource) -> BufferedReview | PostReview | None:
+        """RESPOND for a stream (``stream_mode``): a wrapper the front door awaits ``ready()`` on, then sends."""
+        if not self.config.on_response:
+            return None
+        if self.config.stream_mode == "post":
+            return PostReview(self, ctx, stream)
+        return BufferedReview(self, ctx, stream)
+
+
+def _answers(completion: JSONObject) -> list[JSONValue]:
+    """What the service sees of an answer: per choice its text, tool calls and finish reason."""
+    choices = completion.get("choices")
+    answers: list[JSONValue] = []
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and isinstance(message := choice.get("message"), dict):
+                answers.append(
+                    {
+                        "index": choice.get("index", 0),
+                        "content": message.get("content"),
+                        "tool_calls": message.get("tool_calls"),
+                        "finish_reason": choice.get("finish_reason"),
+                    }
+                )
+    return answers
+
+
+def _with_content(pieces: list[list[JSONObject]], content: str) -> list[list[JSONObject]]:
+    """Buffered pieces with the first choice's text replaced: all of it in its first text delta (or its first
+    chunk), the other text deltas emptied; chunks are kept, so the stream stays valid for every encoder."""
+    placed = False
+    out: list[list[JSONObject]] = []
+    for piece in pieces:
+        new_piece: list[JSONObject] = []
+        for chunk in piece:
+            choices = chunk.get("choices")
+            if isinstance(choices, list):
+                new_choices: list[JSONValue] = []
+                for choice in choices:
+                    if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                        delta = choice.get("delta")
+                        base: JSONObject = delta if isinstance(delta, dict) else {}
+                        if not placed:
+                            choice = {**choice, "delta": {**base, "content": content}}
+                            placed = True
+                        elif isinstance(base.get("content"), str):
+                            choice = {**choice, "delta": {**base, "content": ""}}
+                    new_choices.append(choice)
+                chunk = {**chunk, "choices": new_choices}
+            new_piece.append(chunk)
+        out.append(new_piece)
+    return out
+
+
+class BufferedReview:
+    """``stream_mode: buffer``: ``ready()`` reads the whole stream and asks the service; a block (or a failure,
+    closed) raises there, before the first byte, so the client gets a plain 403 (503). Then the pieces are
+    replayed as they came (the text replaced, when the service modified it)."""
+
+    def __init__(self, policy: WebhookGuardPolicy, ctx: RequestContext, inner: PieceSource) -> None:
+        self._policy = policy
+        self._ctx = ctx
+        self._inner = inner
+        self._pieces: list[list[JSONObject]] = []
+        self.no_store = False  # set when the service modified the answer: not the model's, not cached
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._inner.usage
+
+    async def ready(self) -> None:
+        answer = CompletionAccumulator()
+        async for piece in self._inner:
+            answer.feed(piece)
+            self._pieces.append(piece)
+        decision = await self._policy.decide_answer(self._ctx, answer.completion())
+        if decision is not None:
+            self.no_store = True
+            self._pieces = _with_content(self._pieces, str(decision["content"]))
+
+    async def __aiter__(self) -> AsyncIterator[list[JSONObject]]:
+        pieces, self._pieces = self._pieces, []
+        for piece in pieces:
+            yield piece
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _ending(chunk: JSONObject) -> bool:
+    """Whether a chunk ends the answer: a choice's finish, or the usage chunk after them."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return True
+    return any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
+class PostReview:
+    """``stream_mode: post``: the stream goes out as it comes, but from the first finish chunk on (the finish,
+    usage) it is held until the service decided on the whole answer; a block (or a failure, closed) is then
+    a terminal error event, so the client never sees a finished answer the service refused. What was sent
+    stays sent: a ``modify`` cannot be applied and is recorded as ``webhook.modify_after_sent``."""
+
+    def __init__(self, policy: WebhookGuardPolicy, ctx: RequestContext, inner: PieceSource) -> None:
+        self._policy = policy
+        self._ctx = ctx
+        self._inner = inner
+        self.no_store = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._inner.usage
+
+    async def ready(self) -> None:
+        return None
+
+    async def __aiter__(self) -> AsyncIterator[list[JSONObject]]:
+        answer = CompletionAccumulator()
+        held: list[JSONObject] = []
+        async for piece in self._inner:
+            answer.feed(piece)
+            if not held:
+                for i, chunk in enumerate(piece):
+                    if _ending(chunk):
+                        held, piece = piece[i:], piece[:i]
+                        break
+            else:
+                held += piece
+                piece = []
+            if piece:
+                yield piece
+        if await self._policy.decide_answer(self._ctx, answer.completion(), sent=True) is not None:
+            self.no_store = True
+        if held:
+            yield held
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
