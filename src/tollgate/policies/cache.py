@@ -306,11 +306,26 @@ class CachePolicy:
         key = cache_key(fmt, route, scope_id, body)
         plan = CachePlan(key, lookup, store, ttl, tuple(tags), route.requested, scope_id)
         if self.semantic is not None:
-            plan.semantic = self._semantic_query(fmt, route, scope_id, body, override)
+            plan.semantic = self._semantic_query(ctx, fmt, route, scope_id, body, override)
         return plan
+
+    def semantic_setting(self, model: CacheModelOverride | None, team_id: str | None) -> tuple[bool, float]:
+        """Whether semantic lookups apply, and the threshold: the team's setting, else the model's, else the
+        section's (each field on its own: a team may set only a threshold and keep the model's on/off)."""
+        semantic = self.settings.semantic
+        enabled, threshold = semantic.enabled, semantic.threshold
+        if model is not None:
+            enabled = model.semantic if model.semantic is not None else enabled
+            threshold = model.semantic_threshold or threshold
+        team = self.settings.teams.get(team_id) if team_id is not None else None
+        if team is not None:
+            enabled = team.semantic if team.semantic is not None else enabled
+            threshold = team.semantic_threshold or threshold
+        return enabled, threshold
 
     def _semantic_query(
         self,
+        ctx: RequestContext,
         fmt: ClientFormat,
         route: Route,
         scope_id: str,
@@ -319,14 +334,14 @@ class CachePolicy:
     ) -> SemanticQuery | None:
         from tollgate.policies.semantic_cache import semantic_query
 
-        semantic = self.settings.semantic
-        enabled, threshold = semantic.enabled, semantic.threshold
-        if override is not None:
-            enabled = override.semantic if override.semantic is not None else enabled
-            threshold = override.semantic_threshold or threshold
+        team_id = ctx.principal.team_id if ctx.principal is not None else None
+        enabled, threshold = self.semantic_setting(override, team_id)
         if not enabled:
             return None
-        return semantic_query(fmt, route, scope_id, body, threshold, _normalise_field)
+        query = semantic_query(fmt, route, scope_id, body, threshold, _normalise_field)
+        if query is not None:
+            query.caller = ctx
+        return query
 
     async def lookup(self, ctx: RequestContext, plan: CachePlan, route: Route) -> CachedAnswer | None:
         """CACHE_LOOKUP: a hit sets ``ctx.cache_hit`` and ``ctx.usage`` (the ledger records it at cost 0)."""

@@ -2,12 +2,13 @@
 
 The answers themselves live in the shared exact-cache store (``RedisCacheStore``): a semantic entry's key *is*
 the exact-cache key of the request that produced the answer. What replicas need in addition is the vectors: each
-one is appended to the stream ``<prefix>semantic:log`` as ``{p: partition, k: key, v: float32 bytes, e: expiry
-(epoch seconds), t: the embedded text}``, trimmed to about ``max_entries``. Every replica reads the stream from
-the start when it opens (skipping expired entries), then follows it with a blocking ``XREAD``, adding what
-others (and itself) wrote to its local ``VectorIndex``. An entry whose answer was invalidated or evicted in
-Redis is found in the index but not in the store: the caller drops it from the index then, so invalidation
-needs no message of its own.
+one is appended to the stream of its embedding space, ``<prefix>semantic:<space>:log`` (one stream per model and
+dimension, so replicas configured with different embedders never mix vectors), as ``{p: partition, k: key,
+v: float32 bytes, e: expiry (epoch seconds), t: the embedded text}``, trimmed to about ``max_entries``. Every
+replica reads the stream from the start when it opens (skipping expired entries), then follows it with a
+blocking ``XREAD``, adding what others (and itself) wrote to its local ``VectorIndex``. An entry whose answer
+was invalidated or evicted in Redis is found in the index but not in the store: the caller drops it from the
+index then, so invalidation needs no message of its own.
 
 Redis unreachable: publishing is dropped and the follower retries every second; lookups still use the local index.
 """
@@ -35,13 +36,14 @@ class RedisVectorLog:
         index: VectorIndex,
         *,
         key_prefix: str = "tollgate:cache:",
+        space: str = "default",
         max_entries: int = 100_000,
         timeout_seconds: float = 0.2,
         block_ms: int = 1000,
     ) -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=timeout_seconds)
         self._index = index
-        self.stream = key_prefix + "semantic:log"
+        self.stream = f"{key_prefix}semantic:{space}:log"
         self._maxlen = max_entries
         self._timeout = timeout_seconds
         self._block_ms = block_ms
@@ -115,6 +117,11 @@ class RedisVectorLog:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("read", exc)
         self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    def start_soon(self) -> None:
+        """``start`` in the background (for a space first met while serving: no request waits for the stream)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def clear(self) -> None:
         with contextlib.suppress(RedisError, OSError):
