@@ -2,10 +2,11 @@
 
 What must match exactly (the *partition*, a SHA-256 like the exact key): the client format, the route, the tenant
 scope, every body field the exact key holds (system prompt, tools, parameters …) except the last user message,
-which is replaced by a placeholder, so earlier turns match exactly; and two guards read from that message: its
-numbers, in order, and whether it is negated ("cancel my order" / "don't cancel my order"). Embeddings cannot be
-trusted to tell those apart, and a false hit is worse than a miss. Only the last user message's text is compared
-by similarity, within its partition and its embedding space (the model that made the vectors and their
+which is replaced by a placeholder, so earlier turns match exactly; and three guards read from that message: its
+numbers, in order (digits or words: "two nights" is "2 nights"), its time expressions ("today" / "yesterday",
+"this week" / "next week"), and whether it is negated ("cancel my order" / "don't cancel my order"). Embeddings
+cannot be trusted to tell those apart, and a false hit is worse than a miss. Only the last user message's text
+is compared by similarity, within its partition and its embedding space (the model that made the vectors and their
 dimension: ``policies/semantic_embedders.py``); a message longer than the embedder takes (MiniLM: 256 word
 pieces; a provider: ``embedding_max_chars``) is never compared (the truncated part could differ), nor is one with
 non-text parts.
@@ -40,9 +41,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tollgate.cache")
 
-_VERSION = 1
+_VERSION = 2  # 2: number words and time expressions joined the guards
 _IGNORED = frozenset({"model", "stream", "stream_options", "metadata", "user"})
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Numbers written as words count as their digits ("two nights" is "2 nights", never "3 nights"). "first" is left
+# out: it is as often "at first" as an ordinal, and the first/last pair is an opposite anyway.
+_SMALL_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+_TEENS_AND_TENS = "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety"
+_TEENS_AND_TENS_VALUES = ("17", "18", "19", "20", "30", "40", "50", "60", "70", "80", "90")
+_ORDINALS = "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth"
+_NUMBER_WORDS: dict[str, str] = {
+    **{w: str(i) for i, w in enumerate(_SMALL_NUMBERS.split())},
+    **dict(zip(_TEENS_AND_TENS.split(), _TEENS_AND_TENS_VALUES, strict=True)),
+    **{w: f"{i}th" for i, w in enumerate(_ORDINALS.split(), 2)},
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1e6",
+    "billion": "1e9",
+    "dozen": "12",
+    "half": "0.5",
+}
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+# When a request is about: "today" / "yesterday", "this week" / "next week", "weekdays" / "weekends", "in March".
+# ("may" is left out: it is mostly the verb.)
+_TIME = re.compile(
+    r"\b(?:(?:this|next|last|previous|past|coming|following)\s+)?"
+    r"(?:today|tonight|tomorrow|yesterday|morning|afternoon|evening|night|noon|midnight|weekday|weekend|week|month|"
+    r"year|quarter|decade|century|monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|"
+    r"april|june|july|august|september|october|november|december)s?\b",
+    re.IGNORECASE,
+)
+_TIME_SPACE = re.compile(r"\s+")
 _NEGATION = re.compile(
     r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot|dont|doesnt|didnt|isnt|arent|wasnt|"
     r"werent|wont|cant|shouldnt|wouldnt|couldnt)\b|n't\b|n\u2019t\b",
@@ -92,14 +120,29 @@ def _words(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower().replace("'s", "").replace("\u2019s", ""))]
 
 
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non")
+
+
+def _negated_by_prefix(words: set[str], others: set[str]) -> bool:
+    """A word of ``words`` is a word of ``others`` with a negating prefix (not "into" / "to": stopwords aside)."""
+    for word in words:
+        for prefix in _NEGATING_PREFIXES:
+            rest = word[len(prefix) :]
+            if word.startswith(prefix) and len(rest) > 2 and rest in others and rest not in _STOPWORDS:
+                return True
+    return False
+
+
 def compatible(query: str, cached: str, similarity: float) -> bool:
     """Whether a cached message similar to ``query`` may answer it (beyond the threshold and the partition)."""
     wq, wc = _words(query), _words(cached)
     sq, sc = set(wq), set(wc)
-    only_c = sc - sq
-    for word in sq - sc:
+    only_q, only_c = sq - sc, sc - sq
+    for word in only_q:
         if _OPPOSITES.get(word, frozenset()) & only_c:
             return False
+    if _negated_by_prefix(only_q, only_c) or _negated_by_prefix(only_c, only_q):
+        return False  # "safe" / "unsafe", "edible" / "inedible", "like" / "dislike"
     cq = [w for w in wq if w not in _STOPWORDS]
     cc = [w for w in wc if w not in _STOPWORDS]
     if set(cq) == set(cc) and cq != cc:
@@ -150,8 +193,11 @@ def last_user_text(messages: JSONValue) -> tuple[str, list[JSONValue]] | None:
 
 
 def guards(text: str) -> JSONObject:
-    """What must be equal between two messages beyond similarity: the numbers (in order) and negation."""
-    return {"numbers": list(_NUMBER.findall(text)), "negated": bool(_NEGATION.search(text))}
+    """What must be equal between two messages beyond similarity: the numbers (digits or words, in order), the
+    time expressions (in order), and negation."""
+    numbers: list[JSONValue] = [_NUMBER_WORDS.get(n.lower(), n) for n in _NUMBER.findall(text)]
+    times: list[JSONValue] = [" ".join(_TIME_SPACE.split(t.lower().rstrip("s"))) for t in _TIME.findall(text)]
+    return {"numbers": numbers, "times": times, "negated": bool(_NEGATION.search(text))}
 
 
 def partition_of(text: str, exact_material: JSONObject) -> str:
