@@ -204,7 +204,15 @@ def build_gateway(
             embed_call=provider_embed(gateway, embedding_model, ledger) if embedding_model else None,
         )
         gateway.services += (semantic,)
-    gateway.cache = CachePolicy(cache_store, cc, prices, semantic=semantic)
+    shared_counts = None
+    cache_url = cc.url or rl.counter_url
+    if cache_on and cache_url is not None and cache_url.startswith(("redis://", "rediss://", "unix://")):
+        # Hit and miss counts of every replica, next to this process's (docs/caching.md, Stats).
+        from tollgate.state.cache_stats_redis import RedisCacheTally
+
+        shared_counts = RedisCacheTally(cache_url, key_prefix=cc.key_prefix, timeout_seconds=cc.redis_timeout_seconds)
+        gateway.services += (shared_counts,)
+    gateway.cache = CachePolicy(cache_store, cc, prices, semantic=semantic, shared_counts=shared_counts)
     close_cache = getattr(cache_store, "aclose", None)
     if close_cache is not None:
         gateway.closers += (close_cache,)

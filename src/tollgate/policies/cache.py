@@ -53,6 +53,14 @@ class PieceSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+class SharedCounts(Protocol):
+    """Hit and miss counts summed over every replica (``state/cache_stats_redis.py``)."""
+
+    def add(self, model: str, scope_id: str, counter: str, n: int = 1) -> None: ...
+
+    async def read(self) -> JSONObject: ...
+
+
 @dataclass(slots=True)
 class CachePlan:
     """What the cache does for one request: whether to look up and to store, under which key and tags."""
@@ -259,8 +267,10 @@ class CachePolicy:
         prices: PriceBook | None = None,
         clock: Callable[[], float] = time.time,
         semantic: SemanticCache | None = None,
+        shared_counts: SharedCounts | None = None,
     ) -> None:
         self.store = store
+        self.shared_counts = shared_counts  # with a Redis store: the counts of every replica
         self.settings = settings
         self.prices = prices
         self.clock = clock
@@ -346,10 +356,13 @@ class CachePolicy:
     async def lookup(self, ctx: RequestContext, plan: CachePlan, route: Route) -> CachedAnswer | None:
         """CACHE_LOOKUP: a hit sets ``ctx.cache_hit`` and ``ctx.usage`` (the ledger records it at cost 0)."""
         tallies = self.stats.tallies(plan.model, plan.scope_id)
+        shared = self.shared_counts
         if not plan.lookup:
             plan.status = "skip"
             for t in tallies:
                 t.skips += 1
+            if shared is not None:
+                shared.add(plan.model, plan.scope_id, "skips")
             return None
         raw = await self.store.get(plan.key)
         answer = decode_entry(raw) if raw is not None else None
@@ -359,12 +372,18 @@ class CachePolicy:
             plan.status = "miss"
             for t in tallies:
                 t.misses += 1
+            if shared is not None:
+                shared.add(plan.model, plan.scope_id, "misses")
             return None
         if plan.status == "semantic-hit":
             for t in tallies:
                 t.semantic_hits += 1
+            if shared is not None:
+                shared.add(plan.model, plan.scope_id, "semantic_hits")
         else:
             plan.status = "hit"
+        if shared is not None:
+            shared.add(plan.model, plan.scope_id, "hits")
         ctx.cache_hit = True
         ctx.usage = answer.usage
         usage = answer.usage
@@ -403,6 +422,8 @@ class CachePolicy:
         await self.store.set(plan.key, value, plan.ttl_seconds, plan.tags)
         for t in self.stats.tallies(plan.model, plan.scope_id):
             t.stores += 1
+        if self.shared_counts is not None:
+            self.shared_counts.add(plan.model, plan.scope_id, "stores")
         if self.semantic is not None and plan.semantic is not None:
             await self.semantic.remember(plan.semantic, plan.key, plan.ttl_seconds)
 
@@ -469,7 +490,17 @@ class CachePolicy:
             "by_model": {k: v.to_json() for k, v in sorted(self.stats.by_model.items())},
             "by_scope": {k: v.to_json() for k, v in sorted(self.stats.by_scope.items())},
             "semantic": self.semantic.report() if self.semantic is not None else None,
+            "cluster": await self._cluster_counts(),
         }
+
+    async def _cluster_counts(self) -> JSONObject | None:
+        """Every replica's hits, misses, semantic hits, stores and skips (``None`` without a shared store)."""
+        if self.shared_counts is None:
+            return None
+        try:
+            return await self.shared_counts.read()
+        except Exception as exc:  # the stats page must answer with Redis down: say why the counts are missing
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
     async def drain(self) -> None:
         """Wait for stores in flight (tests, shutdown)."""

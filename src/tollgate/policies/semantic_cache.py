@@ -311,6 +311,14 @@ class SemanticCache:
             from tollgate.policies.semantic_embedders import space_of
 
             self.index_for(space_of("minilm." + embedder.encoder.name, DIMENSIONS), DIMENSIONS)
+        elif self._redis_url is not None:
+            # A provider's spaces are known once a vector arrives; those other replicas already filled are
+            # loaded now, so this replica's first lookups can hit. (A space first met later is followed from then
+            # on: that first lookup misses.)
+            from tollgate.state.semantic_redis import shared_spaces
+
+            for space, dim in await shared_spaces(self._redis_url, self._key_prefix, self._timeout):
+                self.index_for(space, dim)
         for log_ in self.logs.values():
             await log_.start()
         self._started = True

@@ -10,6 +10,9 @@ blocking ``XREAD``, adding what others (and itself) wrote to its local ``VectorI
 was invalidated or evicted in Redis is found in the index but not in the store: the caller drops it from the
 index then, so invalidation needs no message of its own.
 
+A replica whose embedder is a provider learns a space from its first vector; ``shared_spaces`` lists those already
+in Redis when it starts, so it can load them at once.
+
 Redis unreachable: publishing is dropped and the follower retries every second; lookups still use the local index.
 """
 
@@ -27,6 +30,25 @@ from redis.exceptions import RedisError
 from tollgate.state.semantic_index import Vector, VectorIndex
 
 log = logging.getLogger("tollgate.cache")
+
+
+async def shared_spaces(url: str, key_prefix: str, timeout_seconds: float) -> list[tuple[str, int]]:
+    """The embedding spaces that have a stream under ``key_prefix`` (space ids end with their dimension)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_seconds)
+    head, tail = key_prefix + "semantic:", ":log"
+    found: list[tuple[str, int]] = []
+    try:
+        async for raw in client.scan_iter(match=head + "*" + tail, count=500):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            space = key[len(head) : -len(tail)]
+            dim = space.rsplit(".", 1)[-1]
+            if dim.isdigit() and int(dim) > 0:
+                found.append((space, int(dim)))
+    except (RedisError, OSError) as exc:
+        log.warning("semantic cache: listing the shared embedding spaces failed (%s)", type(exc).__name__)
+    finally:
+        await client.aclose()
+    return sorted(found)
 
 
 class RedisVectorLog:
