@@ -54,8 +54,9 @@ def _marker() -> str:
     return f"You are a helpful assistant. [{uuid.uuid4().hex}]"
 
 
-def _embedding_calls(fake: FakeServer, text: str) -> int:
-    return sum(1 for r in fake.requests if r.path.endswith("/embeddings") and text.encode() in r.body)
+def _embedding_calls(fake: FakeServer, text: str, since: int) -> int:
+    """Embeddings calls for ``text`` among the fake's requests from index ``since`` (the fake serves every test)."""
+    return sum(1 for r in fake.requests[since:] if r.path.endswith("/embeddings") and text.encode() in r.body)
 
 
 def _chat_calls(fake: FakeServer, marker: str) -> int:
@@ -86,6 +87,7 @@ def test_a_paraphrase_hits_through_the_providers_embeddings(gw: RunningGateway, 
     key = str(_admin(gw, "/admin/keys", {"name": "app", "team_id": f"team-{suffix}"})["key"])
     client = openai.OpenAI(base_url=gw.openai_base, api_key=key, max_retries=0)
     system = _marker()
+    since = len(fake_openai.requests)
 
     def ask(question: str, request_id: str) -> object:
         return client.chat.completions.with_raw_response.create(
@@ -104,8 +106,8 @@ def test_a_paraphrase_hits_through_the_providers_embeddings(gw: RunningGateway, 
     assert second.parse().choices[0].message.content == "Hello from the fake OpenAI."  # type: ignore[attr-defined]
     assert _chat_calls(fake_openai, system) == 1
     # One embeddings call per request (the miss's vector is reused to store its answer), in the OpenAI wire format.
-    assert _embedding_calls(fake_openai, "How do I reset my password?") == 1
-    assert _embedding_calls(fake_openai, "How can I reset my password, please?") == 1
+    assert _embedding_calls(fake_openai, "How do I reset my password?", since) == 1
+    assert _embedding_calls(fake_openai, "How can I reset my password, please?", since) == 1
 
     # Each embeddings call is a ledger row of its own, attributed to the caller, priced, tagged with the request.
     for request_id, text in (

@@ -134,19 +134,27 @@ class ProviderEmbedder:
         self.calls = 0
         self.failures = 0  # failed, slow or malformed embeddings calls: each one a miss (and no store)
         self.error: str | None = None  # the last failure, for the stats
+        self._ready = False
 
     @property
     def ready(self) -> bool:
-        return True
+        return self._ready
 
     async def start(self) -> None:
-        return None
+        """Check that the index can be built (it needs numpy); without it the gateway runs with the exact cache."""
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            self.error = 'numpy is missing: pip install "tollgate[semantic]" (the MiniLM model is not needed)'
+            log.error("semantic cache disabled: %s", self.error)
+            return
+        self._ready = True
 
     async def stop(self) -> None:
         return None
 
     async def embed(self, text: str, caller: RequestContext | None) -> Embedding | None:
-        if len(text) > self.settings.embedding_max_chars:
+        if not self._ready or len(text) > self.settings.embedding_max_chars:
             return None
         import numpy as np
 
@@ -173,7 +181,7 @@ class ProviderEmbedder:
     def report(self) -> JSONObject:
         return {
             "embedder": "provider",
-            "ready": True,
+            "ready": self._ready,
             "error": self.error,
             "model": self.model,
             "runtime": "provider",

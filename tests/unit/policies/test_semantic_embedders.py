@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import numpy as np
 import pytest
@@ -107,6 +108,7 @@ async def test_a_failing_provider_embedding_is_a_miss_counted_once_per_request(a
         embedder="provider", embedding_model="embed", embedding_timeout_seconds=0.05, embedding_max_chars=20
     )
     cache = SemanticCache(settings, embed_call=call)
+    await cache.start()
     query = _query("x" * 30 if answer == "too_long" else "a question")
     assert await cache.search(query) == []
     await cache.remember(query, "key", 60)  # the failed vector is not asked for again to store the answer
@@ -133,3 +135,16 @@ async def test_each_embedding_space_has_its_own_redis_stream() -> None:
         "p:semantic:openai.small.3:log",
     ]
     await cache.stop()
+
+
+async def test_without_numpy_the_provider_embedder_reports_why_and_embeds_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def call(text: str, caller: RequestContext | None) -> tuple[str, list[float]]:
+        raise AssertionError("not called")
+
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy raises ImportError
+    cache = SemanticCache(SemanticCacheSettings(embedder="provider", embedding_model="embed"), embed_call=call)
+    await cache.start()
+    assert cache.ready is False and "numpy is missing" in str(cache.report()["error"])
+    assert await cache.search(_query("a question")) == []
