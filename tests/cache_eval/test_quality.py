@@ -1,29 +1,62 @@
-"""Hit precision and recall of the semantic cache at the default threshold on the labelled pairs (docs/caching.md)."""
+"""Hit precision and recall of the semantic cache at the default threshold on the labelled pairs (docs/caching.md).
+
+Two sets: the development set (paraphrases.tsv, near_misses.tsv), which the threshold and the guards were tuned
+on, and the held-out set (heldout.tsv), which must never be: its figures are the honest estimate.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from tests.cache_eval.evaluate import load_pairs, quality, score
+import pytest
+
+from tests.cache_eval.evaluate import load_heldout, load_pairs, quality, score
 from tests.minilm import encoder
 from tollgate.config.cache import DEFAULT_SEMANTIC_THRESHOLD
 
+PRECISION_TARGET = 0.98  # a false hit serves the wrong answer
 
-def test_the_evaluation_set_is_large_and_labelled() -> None:
+
+def test_the_evaluation_sets_are_large_labelled_and_disjoint() -> None:
     pairs = load_pairs()
     kinds = Counter(p.kind for p in pairs)
     assert kinds["paraphrase"] >= 120
     assert all(kinds[k] >= 20 for k in ("negation", "number", "entity", "meaning"))
     assert len({(p.a, p.b) for p in pairs}) == len(pairs)  # no duplicates
 
+    heldout = load_heldout()
+    kinds = Counter(p.kind for p in heldout)
+    assert len(heldout) >= 150 and kinds["paraphrase"] >= 100
+    assert all(kinds[k] >= 10 for k in ("negation", "number", "entity", "time", "unit", "meaning")), kinds
+    assert len({(p.a, p.b) for p in heldout}) == len(heldout)
+    dev_texts = {t.lower() for p in pairs for t in (p.a, p.b)}
+    assert not [t for p in heldout for t in (p.a, p.b) if t.lower() in dev_texts]  # held out means unseen
+
 
 def test_precision_at_the_default_threshold() -> None:
     scored = score(encoder(), load_pairs())
     q = quality(scored, DEFAULT_SEMANTIC_THRESHOLD)
-    # A false hit serves the wrong answer: the bar is 0.98. Recall is what the cache saves; it must stay useful.
-    assert q.precision >= 0.98, q
+    # Recall is what the cache saves; it must stay useful.
+    assert q.precision >= PRECISION_TARGET, q
     assert q.recall >= 0.6, q
     # Numbers and negation are kept apart by the partition, never by luck of the threshold.
     for s in scored:
         if s.pair.kind in ("negation", "number"):
             assert not s.hit(0.0), s.pair
+
+
+def test_heldout_quality_does_not_regress() -> None:
+    """Measured: precision 0.968 (3 false hits of 113 near misses), recall 0.800 (docs/caching.md)."""
+    q = quality(score(encoder(), load_heldout()), DEFAULT_SEMANTIC_THRESHOLD)
+    assert q.precision >= 0.96 and q.recall >= 0.75, q
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="held-out precision is 0.968, below the 0.98 target: antonyms outside the list (allowed/prohibited), "
+    "multi-word entity swaps (Word/Google Docs) and day names (Christmas Day/Eve) still hit. Strict: when it "
+    "passes, remove this mark.",
+)
+def test_heldout_precision_reaches_the_target() -> None:
+    q = quality(score(encoder(), load_heldout()), DEFAULT_SEMANTIC_THRESHOLD)
+    assert q.precision >= PRECISION_TARGET, q

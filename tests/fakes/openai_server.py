@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
+import re
 import time
 
 import orjson
@@ -173,15 +176,46 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+_FILLER = frozenset("a an the is are do does did i me my can could how what whats please tell to of for you".split())  # noqa: SIM905
+
+
+def hashed_bag_of_words(text: str, dimensions: int = 256) -> list[float]:
+    """A deterministic embedding in which texts sharing words are similar: each content word (a plural's "s"
+    dropped) adds +1 or -1 to a dimension chosen by its hash; the sum is L2-normalised. "How do I reset my
+    password?" and "How can I reset my password?" score 1.0; unrelated questions near 0."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        if word in _FILLER:
+            continue
+        word = word[:-1] if len(word) > 3 and word.endswith("s") else word
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[int.from_bytes(digest[:4], "big") % dimensions] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
 async def embeddings(request: web.Request) -> web.Response:
+    """Model names containing ``hashed`` get ``hashed_bag_of_words`` vectors (``dimensions`` honoured, else
+    256); others the fixed vector [0.1, 0.2, 0.3]. Usage counts about four characters a token."""
     body = orjson.loads(await request.read())
     model = body.get("model") or request.match_info.get("deployment", "")
     failed = await _failure(scenario_of(model))
     if failed is not None:
         return failed
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)]
-    out = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": 4, "total_tokens": 4}}
+    hashed = "hashed" in model
+    dimensions = body.get("dimensions") or 256
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": hashed_bag_of_words(str(text), dimensions) if hashed else [0.1, 0.2, 0.3],
+        }
+        for i, text in enumerate(inputs)
+    ]
+    tokens = sum(len(str(text)) // 4 + 1 for text in inputs) if hashed else 4
+    out = {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
     return web.Response(body=orjson.dumps(out), content_type="application/json")
 
 

@@ -1,13 +1,14 @@
-"""Config of the exact response cache (the ``cache`` section): on/off, TTL, size, tenant scope, per-model overrides."""
+"""Config of the response cache (the ``cache`` section): on/off, TTL, size, tenant scope, per-model/team overrides."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CacheScope = Literal["org", "team", "key", "global"]
 EmbeddingsRuntime = Literal["auto", "onnxruntime", "numpy"]
+Embedder = Literal["minilm", "provider"]
 DEFAULT_SEMANTIC_THRESHOLD = 0.85  # from tests/cache_eval: precision 0.989, recall 0.71 (docs/caching.md)
 
 
@@ -25,6 +26,21 @@ class CacheModelOverride(BaseModel):
     )
 
 
+class CacheTeamOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    semantic: bool | None = Field(
+        None, description="Semantic lookups for this team's requests; wins over the model's and the section's."
+    )
+    semantic_threshold: float | None = Field(
+        None,
+        ge=0.5,
+        le=1.0,
+        description="Similarity a semantic hit needs for this team; wins over the model's `semantic_threshold` "
+        "and `semantic.threshold`.",
+    )
+
+
 class SemanticCacheSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,7 +53,8 @@ class SemanticCacheSettings(BaseModel):
         DEFAULT_SEMANTIC_THRESHOLD,
         ge=0.5,
         le=1.0,
-        description="Cosine similarity (all-MiniLM-L6-v2) a cached message needs to be served; higher is stricter.",
+        description="Cosine similarity a cached message needs to be served; higher is stricter. The default is "
+        "measured for minilm; with embedder provider, measure your model's (docs/caching.md).",
     )
     runtime: EmbeddingsRuntime = Field(
         "auto", description="Embedding runtime: onnxruntime (fast), numpy (no onnxruntime), or auto (the first found)."
@@ -47,6 +64,29 @@ class SemanticCacheSettings(BaseModel):
     model_cache_dir: str | None = Field(
         None, description="Folder for the ONNX graph built once from the model's weights; unset: <data_dir>/embeddings."
     )
+    embedder: Embedder = Field(
+        "minilm",
+        description="What computes the vectors: minilm (offline, in the gateway) or provider (the embeddings "
+        "model `embedding_model`, called through this gateway's own routing and provider adapters).",
+    )
+    embedding_model: str | None = Field(
+        None,
+        description="With embedder provider: the model alias (in `models:`, or provider/model) serving embeddings.",
+    )
+    embedding_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="With embedder provider: past this the lookup is a miss (counted)."
+    )
+    embedding_max_chars: int = Field(
+        8000,
+        gt=0,
+        description="With embedder provider: longer messages are never compared (the model would truncate them).",
+    )
+
+    @model_validator(mode="after")
+    def _provider_needs_a_model(self) -> Self:
+        if self.embedder == "provider" and not self.embedding_model:
+            raise ValueError("cache.semantic.embedder 'provider' needs embedding_model (a model alias)")
+        return self
 
 
 class CacheSettings(BaseModel):
@@ -87,4 +127,9 @@ class CacheSettings(BaseModel):
     )
     models: dict[str, CacheModelOverride] = Field(
         default_factory=dict, description="Overrides per requested model name (enabled, ttl_seconds, ...)."
+    )
+    teams: dict[str, CacheTeamOverride] = Field(
+        default_factory=dict,
+        description="Semantic-cache overrides per team id (semantic, semantic_threshold); a team's setting "
+        "wins over the model's, which wins over `semantic` (docs/caching.md).",
     )

@@ -507,6 +507,13 @@ class TollgateConfig(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _embedding_model_exists(self) -> TollgateConfig:
+        alias = self.cache.semantic.embedding_model
+        if self.cache.semantic.embedder == "provider" and alias and "/" not in alias and alias not in self.models:
+            raise ValueError(f"cache.semantic.embedding_model {alias!r} is neither in `models:` nor provider/model")
+        return self
+
     @field_validator("providers")
     @classmethod
     def _provider_names(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:

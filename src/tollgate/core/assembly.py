@@ -147,21 +147,34 @@ def build_gateway(
     semantic = None
     cache_on = cc.enabled or any(m.enabled for m in cc.models.values())
     # The embedding model loads only when some cached model can use it.
-    if cache_on and (cc.semantic.enabled or any(m.semantic for m in cc.models.values())):
+    overridden = any(m.semantic for m in cc.models.values()) or any(t.semantic for t in cc.teams.values())
+    if cache_on and (cc.semantic.enabled or overridden):
         # Imported only when on: the embedding runtime (numpy, onnxruntime) costs a gateway without it nothing.
+        from tollgate.core.cache_embeddings import provider_embed
         from tollgate.policies.semantic_cache import SemanticCache
 
         store_url = cc.url or rl.counter_url
         shared = store_url is not None and store_url.startswith(("redis://", "rediss://", "unix://"))
+        embedding_model = cc.semantic.embedding_model
         semantic = SemanticCache(
             cc.semantic,
             redis_url=store_url if shared else None,
             key_prefix=cc.key_prefix,
             timeout_seconds=cc.redis_timeout_seconds,
             data_dir=settings.data_dir,
+            # embedder provider: the gateway's own embeddings call, recorded in the ledger for the caller.
+            embed_call=provider_embed(gateway, embedding_model, ledger) if embedding_model else None,
         )
         gateway.services += (semantic,)
-    gateway.cache = CachePolicy(cache_store, cc, prices, semantic=semantic)
+    shared_counts = None
+    cache_url = cc.url or rl.counter_url
+    if cache_on and cache_url is not None and cache_url.startswith(("redis://", "rediss://", "unix://")):
+        # Hit and miss counts of every replica, next to this process's (docs/caching.md, Stats).
+        from tollgate.state.cache_stats_redis import RedisCacheTally
+
+        shared_counts = RedisCacheTally(cache_url, key_prefix=cc.key_prefix, timeout_seconds=cc.redis_timeout_seconds)
+        gateway.services += (shared_counts,)
+    gateway.cache = CachePolicy(cache_store, cc, prices, semantic=semantic, shared_counts=shared_counts)
     close_cache = getattr(cache_store, "aclose", None)
     if close_cache is not None:
         gateway.closers += (close_cache,)
@@ -207,6 +220,7 @@ def build_gateway(
             secret_refresh_failures=lambda: store.failures if store is not None else 0,
             secret_rotations=lambda: store.rotations if store is not None else 0,
             routing_sync_errors=(lambda: routing_bus.errors) if routing_bus is not None else None,
+            semantic_embedding_failures=semantic.embedding_failures if semantic is not None else None,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

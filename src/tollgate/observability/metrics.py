@@ -295,6 +295,11 @@ class GatewayMetrics:
             "Failed exchanges of shared routing state (breaker transitions, latency averages) with Redis; "
             "meanwhile this replica routes on its own state.",
         )
+        self.semantic_embedding_failures = self._counter(
+            "tollgate_semantic_cache_embedding_failures",
+            "Semantic-cache embeddings calls to a provider (cache.semantic.embedder: provider) that failed, timed "
+            "out or returned no vector; each such lookup was answered as a miss.",
+        )
 
         # What is running.
         self.build_info = self._gauge(

@@ -45,6 +45,7 @@ class StateReadings:
     secret_refresh_failures: Reading | None = None
     secret_rotations: Reading | None = None
     routing_sync_errors: Reading | None = None
+    semantic_embedding_failures: Reading | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class MetricsRecorder:
                 (r.secret_refresh_failures, m.secret_refresh_failures),
                 (r.secret_rotations, m.secret_rotations),
                 (r.routing_sync_errors, m.routing_sync_errors),
+                (r.semantic_embedding_failures, m.semantic_embedding_failures),
             )
             if read is not None
         ]

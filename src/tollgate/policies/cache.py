@@ -53,6 +53,14 @@ class PieceSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+class SharedCounts(Protocol):
+    """Hit and miss counts summed over every replica (``state/cache_stats_redis.py``)."""
+
+    def add(self, model: str, scope_id: str, counter: str, n: int = 1) -> None: ...
+
+    async def read(self) -> JSONObject: ...
+
+
 @dataclass(slots=True)
 class CachePlan:
     """What the cache does for one request: whether to look up and to store, under which key and tags."""
@@ -259,8 +267,10 @@ class CachePolicy:
         prices: PriceBook | None = None,
         clock: Callable[[], float] = time.time,
         semantic: SemanticCache | None = None,
+        shared_counts: SharedCounts | None = None,
     ) -> None:
         self.store = store
+        self.shared_counts = shared_counts  # with a Redis store: the counts of every replica
         self.settings = settings
         self.prices = prices
         self.clock = clock
@@ -309,11 +319,26 @@ class CachePolicy:
         key = cache_key(fmt, route, keyed, body)
         plan = CachePlan(key, lookup, store, ttl, tuple(tags), route.requested, scope_id)
         if self.semantic is not None:
-            plan.semantic = self._semantic_query(fmt, route, keyed, body, override)
+            plan.semantic = self._semantic_query(ctx, fmt, route, keyed, body, override)
         return plan
+
+    def semantic_setting(self, model: CacheModelOverride | None, team_id: str | None) -> tuple[bool, float]:
+        """Whether semantic lookups apply, and the threshold: the team's setting, else the model's, else the
+        section's (each field on its own: a team may set only a threshold and keep the model's on/off)."""
+        semantic = self.settings.semantic
+        enabled, threshold = semantic.enabled, semantic.threshold
+        if model is not None:
+            enabled = model.semantic if model.semantic is not None else enabled
+            threshold = model.semantic_threshold or threshold
+        team = self.settings.teams.get(team_id) if team_id is not None else None
+        if team is not None:
+            enabled = team.semantic if team.semantic is not None else enabled
+            threshold = team.semantic_threshold or threshold
+        return enabled, threshold
 
     def _semantic_query(
         self,
+        ctx: RequestContext,
         fmt: ClientFormat,
         route: Route,
         scope_id: str,
@@ -322,22 +347,25 @@ class CachePolicy:
     ) -> SemanticQuery | None:
         from tollgate.policies.semantic_cache import semantic_query
 
-        semantic = self.settings.semantic
-        enabled, threshold = semantic.enabled, semantic.threshold
-        if override is not None:
-            enabled = override.semantic if override.semantic is not None else enabled
-            threshold = override.semantic_threshold or threshold
+        team_id = ctx.principal.team_id if ctx.principal is not None else None
+        enabled, threshold = self.semantic_setting(override, team_id)
         if not enabled:
             return None
-        return semantic_query(fmt, route, scope_id, body, threshold, _normalise_field)
+        query = semantic_query(fmt, route, scope_id, body, threshold, _normalise_field)
+        if query is not None:
+            query.caller = ctx
+        return query
 
     async def lookup(self, ctx: RequestContext, plan: CachePlan, route: Route) -> CachedAnswer | None:
         """CACHE_LOOKUP: a hit sets ``ctx.cache_hit`` and ``ctx.usage`` (the ledger records it at cost 0)."""
         tallies = self.stats.tallies(plan.model, plan.scope_id)
+        shared = self.shared_counts
         if not plan.lookup:
             plan.status = "skip"
             for t in tallies:
                 t.skips += 1
+            if shared is not None:
+                shared.add(plan.model, plan.scope_id, "skips")
             return None
         raw = await self.store.get(plan.key)
         answer = decode_entry(raw) if raw is not None else None
@@ -347,12 +375,18 @@ class CachePolicy:
             plan.status = "miss"
             for t in tallies:
                 t.misses += 1
+            if shared is not None:
+                shared.add(plan.model, plan.scope_id, "misses")
             return None
         if plan.status == "semantic-hit":
             for t in tallies:
                 t.semantic_hits += 1
+            if shared is not None:
+                shared.add(plan.model, plan.scope_id, "semantic_hits")
         else:
             plan.status = "hit"
+        if shared is not None:
+            shared.add(plan.model, plan.scope_id, "hits")
         ctx.cache_hit = True
         ctx.usage = answer.usage
         usage = answer.usage
@@ -391,6 +425,8 @@ class CachePolicy:
         await self.store.set(plan.key, value, plan.ttl_seconds, plan.tags)
         for t in self.stats.tallies(plan.model, plan.scope_id):
             t.stores += 1
+        if self.shared_counts is not None:
+            self.shared_counts.add(plan.model, plan.scope_id, "stores")
         if self.semantic is not None and plan.semantic is not None:
             await self.semantic.remember(plan.semantic, plan.key, plan.ttl_seconds)
 
@@ -457,7 +493,17 @@ class CachePolicy:
             "by_model": {k: v.to_json() for k, v in sorted(self.stats.by_model.items())},
             "by_scope": {k: v.to_json() for k, v in sorted(self.stats.by_scope.items())},
             "semantic": self.semantic.report() if self.semantic is not None else None,
+            "cluster": await self._cluster_counts(),
         }
+
+    async def _cluster_counts(self) -> JSONObject | None:
+        """Every replica's hits, misses, semantic hits, stores and skips (``None`` without a shared store)."""
+        if self.shared_counts is None:
+            return None
+        try:
+            return await self.shared_counts.read()
+        except Exception as exc:  # the stats page must answer with Redis down: say why the counts are missing
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
     async def drain(self) -> None:
         """Wait for stores in flight (tests, shutdown)."""

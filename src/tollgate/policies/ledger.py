@@ -36,8 +36,15 @@ SPOOL_FILE = "ledger-spool.jsonl"
 # The tag of a shadow call's row naming the request it mirrored.
 SHADOW_OF_TAG = "tollgate_shadow_of"
 
+# The semantic cache's own embeddings calls (core/cache_embeddings.py): rows attributed to the caller, tagged with
+# the request they were made for.
+CACHE_EMBEDDING_ENDPOINT = "cache_embedding"
+CACHE_EMBEDDING_FOR_TAG = "tollgate_cache_embedding_for"
+
 # The endpoints that call (or would have called) a model: one ledger row per request to these.
-METERED_ENDPOINTS = frozenset({"chat", "embeddings", "completions", "messages", "simple_chat"})
+METERED_ENDPOINTS = frozenset(
+    {"chat", "embeddings", "completions", "messages", "simple_chat", CACHE_EMBEDDING_ENDPOINT}
+)
 
 
 class LedgerPolicy:

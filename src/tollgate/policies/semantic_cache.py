@@ -2,11 +2,14 @@
 
 What must match exactly (the *partition*, a SHA-256 like the exact key): the client format, the route, the tenant
 scope, every body field the exact key holds (system prompt, tools, parameters …) except the last user message,
-which is replaced by a placeholder, so earlier turns match exactly; and two guards read from that message: its
-numbers, in order, and whether it is negated ("cancel my order" / "don't cancel my order"). Embeddings cannot be
-trusted to tell those apart, and a false hit is worse than a miss. Only the last user message's text is compared
-by similarity, within its partition; a message longer than the model's 256 word pieces is never compared (the
-truncated part could differ), nor is one with non-text parts.
+which is replaced by a placeholder, so earlier turns match exactly; and three guards read from that message: its
+numbers, in order (digits or words: "two nights" is "2 nights"), its time expressions ("today" / "yesterday",
+"this week" / "next week"), and whether it is negated ("cancel my order" / "don't cancel my order"). Embeddings
+cannot be trusted to tell those apart, and a false hit is worse than a miss. Only the last user message's text
+is compared by similarity, within its partition and its embedding space (the model that made the vectors and their
+dimension: ``policies/semantic_embedders.py``); a message longer than the embedder takes (MiniLM: 256 word
+pieces; a provider: ``embedding_max_chars``) is never compared (the truncated part could differ), nor is one with
+non-text parts.
 
 This module only imports numpy (through the index) when a ``SemanticCache`` is built: with the semantic cache
 off, nothing of it is loaded.
@@ -14,16 +17,14 @@ off, nothing of it is loaded.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -32,15 +33,44 @@ from tollgate.routing.resolver import Route
 from tollgate.types import JSONObject, JSONValue
 
 if TYPE_CHECKING:
+    from tollgate.context import RequestContext
     from tollgate.embeddings import Encoder
+    from tollgate.policies.semantic_embedders import Embedder, Embedding, ProviderEmbed
     from tollgate.state.semantic_index import VectorIndex
     from tollgate.state.semantic_redis import RedisVectorLog
 
 log = logging.getLogger("tollgate.cache")
 
-_VERSION = 1
+_VERSION = 2  # 2: number words and time expressions joined the guards
 _IGNORED = frozenset({"model", "stream", "stream_options", "metadata", "user"})
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Numbers written as words count as their digits ("two nights" is "2 nights", never "3 nights"). "first" is left
+# out: it is as often "at first" as an ordinal, and the first/last pair is an opposite anyway.
+_SMALL_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+_TEENS_AND_TENS = "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety"
+_TEENS_AND_TENS_VALUES = ("17", "18", "19", "20", "30", "40", "50", "60", "70", "80", "90")
+_ORDINALS = "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth"
+_NUMBER_WORDS: dict[str, str] = {
+    **{w: str(i) for i, w in enumerate(_SMALL_NUMBERS.split())},
+    **dict(zip(_TEENS_AND_TENS.split(), _TEENS_AND_TENS_VALUES, strict=True)),
+    **{w: f"{i}th" for i, w in enumerate(_ORDINALS.split(), 2)},
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1e6",
+    "billion": "1e9",
+    "dozen": "12",
+    "half": "0.5",
+}
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+# When a request is about: "today" / "yesterday", "this week" / "next week", "weekdays" / "weekends", "in March".
+# ("may" is left out: it is mostly the verb.)
+_TIME = re.compile(
+    r"\b(?:(?:this|next|last|previous|past|coming|following)\s+)?"
+    r"(?:today|tonight|tomorrow|yesterday|morning|afternoon|evening|night|noon|midnight|weekday|weekend|week|month|"
+    r"year|quarter|decade|century|monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|"
+    r"april|june|july|august|september|october|november|december)s?\b",
+    re.IGNORECASE,
+)
+_TIME_SPACE = re.compile(r"\s+")
 _NEGATION = re.compile(
     r"\b(?:no|not|never|none|nothing|nobody|neither|nor|without|cannot|dont|doesnt|didnt|isnt|arent|wasnt|"
     r"werent|wont|cant|shouldnt|wouldnt|couldnt)\b|n't\b|n\u2019t\b",
@@ -90,14 +120,29 @@ def _words(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower().replace("'s", "").replace("\u2019s", ""))]
 
 
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non")
+
+
+def _negated_by_prefix(words: set[str], others: set[str]) -> bool:
+    """A word of ``words`` is a word of ``others`` with a negating prefix (not "into" / "to": stopwords aside)."""
+    for word in words:
+        for prefix in _NEGATING_PREFIXES:
+            rest = word[len(prefix) :]
+            if word.startswith(prefix) and len(rest) > 2 and rest in others and rest not in _STOPWORDS:
+                return True
+    return False
+
+
 def compatible(query: str, cached: str, similarity: float) -> bool:
     """Whether a cached message similar to ``query`` may answer it (beyond the threshold and the partition)."""
     wq, wc = _words(query), _words(cached)
     sq, sc = set(wq), set(wc)
-    only_c = sc - sq
-    for word in sq - sc:
+    only_q, only_c = sq - sc, sc - sq
+    for word in only_q:
         if _OPPOSITES.get(word, frozenset()) & only_c:
             return False
+    if _negated_by_prefix(only_q, only_c) or _negated_by_prefix(only_c, only_q):
+        return False  # "safe" / "unsafe", "edible" / "inedible", "like" / "dislike"
     cq = [w for w in wq if w not in _STOPWORDS]
     cc = [w for w in wc if w not in _STOPWORDS]
     if set(cq) == set(cc) and cq != cc:
@@ -114,8 +159,10 @@ class SemanticQuery:
     partition: str
     text: str
     threshold: float
-    vector: Any = None  # numpy float32 [384], once embedded
+    embedding: Embedding | None = None  # once embedded (None also when it could not be)
+    embedded: bool = False
     similarity: float | None = None
+    caller: RequestContext | None = None  # whose request it is: a provider embedder's call is recorded for them
 
 
 def last_user_text(messages: JSONValue) -> tuple[str, list[JSONValue]] | None:
@@ -146,8 +193,11 @@ def last_user_text(messages: JSONValue) -> tuple[str, list[JSONValue]] | None:
 
 
 def guards(text: str) -> JSONObject:
-    """What must be equal between two messages beyond similarity: the numbers (in order) and negation."""
-    return {"numbers": list(_NUMBER.findall(text)), "negated": bool(_NEGATION.search(text))}
+    """What must be equal between two messages beyond similarity: the numbers (digits or words, in order), the
+    time expressions (in order), and negation."""
+    numbers: list[JSONValue] = [_NUMBER_WORDS.get(n.lower(), n) for n in _NUMBER.findall(text)]
+    times: list[JSONValue] = [" ".join(_TIME_SPACE.split(t.lower().rstrip("s"))) for t in _TIME.findall(text)]
+    return {"numbers": numbers, "times": times, "negated": bool(_NEGATION.search(text))}
 
 
 def partition_of(text: str, exact_material: JSONObject) -> str:
@@ -182,7 +232,7 @@ def semantic_query(
 
 
 class SemanticCache:
-    """The encoder (loaded when the gateway starts, off the event loop), the index, and the Redis stream if any."""
+    """The embedder, one index per embedding space, and (with Redis) one shared stream per space."""
 
     def __init__(
         self,
@@ -193,107 +243,144 @@ class SemanticCache:
         timeout_seconds: float = 0.2,
         data_dir: Path | None = None,
         encoder: Encoder | None = None,
+        embed_call: ProviderEmbed | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from tollgate.state.semantic_index import VectorIndex
+        from tollgate.policies.semantic_embedders import MiniLMEmbedder, ProviderEmbedder
 
         self.settings = settings
-        self.index: VectorIndex = VectorIndex(max_entries=settings.max_entries, clock=clock)
         self.clock = clock
-        self.encoder: Encoder | None = encoder
-        self.error: str | None = None
-        self._cache_dir = Path(settings.model_cache_dir) if settings.model_cache_dir else None
-        if self._cache_dir is None and data_dir is not None:
-            self._cache_dir = data_dir / "embeddings"
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tollgate-embed")
-        self.log: RedisVectorLog | None = None
-        if redis_url is not None:
-            from tollgate.state.semantic_redis import RedisVectorLog
-
-            self.log = RedisVectorLog(
-                redis_url,
-                self.index,
-                key_prefix=key_prefix,
-                max_entries=settings.max_entries,
-                timeout_seconds=timeout_seconds,
-            )
+        self.embedder: Embedder
+        if settings.embedder == "provider":
+            if embed_call is None:
+                raise ValueError("the provider embedder needs the gateway's embeddings call")
+            self.embedder = ProviderEmbedder(settings, embed_call)
+        else:
+            cache_dir = Path(settings.model_cache_dir) if settings.model_cache_dir else None
+            if cache_dir is None and data_dir is not None:
+                cache_dir = data_dir / "embeddings"
+            self.embedder = MiniLMEmbedder(settings, cache_dir, encoder)
+        # One index (and stream) per embedding space, made when its first vector arrives: a provider's dimension
+        # is known only then, and vectors of two models must never be compared.
+        self.indexes: dict[str, VectorIndex] = {}
+        self.logs: dict[str, RedisVectorLog] = {}
+        self._redis_url = redis_url
+        self._key_prefix = key_prefix
+        self._timeout = timeout_seconds
+        self._started = False
 
     @property
     def ready(self) -> bool:
-        return self.encoder is not None
+        return self.embedder.ready
 
-    def _load(self) -> Encoder:
-        from tollgate.embeddings import load_encoder
+    def embedding_failures(self) -> int:
+        """Failed provider embeddings calls (each a miss); always 0 with MiniLM, whose failures are load errors."""
+        return int(getattr(self.embedder, "failures", 0))
 
-        return load_encoder(self.settings.runtime, threads=self.settings.threads, cache_dir=self._cache_dir)
+    def index_for(self, space: str, dim: int) -> VectorIndex:
+        """The index of ``space`` (created, and with Redis its stream followed, on first use)."""
+        index = self.indexes.get(space)
+        if index is not None:
+            return index
+        from tollgate.state.semantic_index import VectorIndex
+
+        index = self.indexes[space] = VectorIndex(dim, max_entries=self.settings.max_entries, clock=self.clock)
+        if self._redis_url is not None:
+            from tollgate.state.semantic_redis import RedisVectorLog
+
+            log_ = self.logs[space] = RedisVectorLog(
+                self._redis_url,
+                index,
+                key_prefix=self._key_prefix,
+                space=space,
+                max_entries=self.settings.max_entries,
+                timeout_seconds=self._timeout,
+            )
+            if self._started:  # a space met while serving: read what other replicas stored, in the background
+                log_.start_soon()
+        return index
 
     async def start(self) -> None:
-        """Load the encoder (about a second; the first start builds the ONNX graph, a few more) and the shared index.
-        A missing model or runtime is logged and reported in the stats: the gateway runs with the exact cache only."""
-        if self.encoder is None:
-            try:
-                self.encoder = await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
-            except Exception as exc:  # the gateway must come up without it: report, do not crash
-                self.error = str(exc)
-                log.error("semantic cache disabled: %s", exc)
-        if self.log is not None:
-            await self.log.start()
+        """Start the embedder; with MiniLM (whose space is known) also load the shared index."""
+        await self.embedder.start()
+        from tollgate.policies.semantic_embedders import MiniLMEmbedder
+
+        embedder = self.embedder
+        if isinstance(embedder, MiniLMEmbedder) and embedder.encoder is not None:
+            from tollgate.embeddings import DIMENSIONS
+            from tollgate.policies.semantic_embedders import space_of
+
+            self.index_for(space_of("minilm." + embedder.encoder.name, DIMENSIONS), DIMENSIONS)
+        elif self._redis_url is not None:
+            # A provider's spaces are known once a vector arrives; those other replicas already filled are
+            # loaded now, so this replica's first lookups can hit. (A space first met later is followed from then
+            # on: that first lookup misses.)
+            from tollgate.state.semantic_redis import shared_spaces
+
+            for space, dim in await shared_spaces(self._redis_url, self._key_prefix, self._timeout):
+                self.index_for(space, dim)
+        for log_ in self.logs.values():
+            await log_.start()
+        self._started = True
 
     async def stop(self) -> None:
-        if self.log is not None:
-            await self.log.aclose()
-        self._executor.shutdown(wait=False)
+        for log_ in self.logs.values():
+            await log_.aclose()
+        await self.embedder.stop()
 
-    async def embed(self, query: SemanticQuery) -> Any:
-        """The query's vector (computed once per request), or ``None`` when it cannot be compared."""
-        if query.vector is not None:
-            return query.vector
-        encoder = self.encoder
-        if encoder is None:
-            return None
-
-        def run() -> Any:
-            if encoder.token_count(query.text) > encoder.max_tokens:
-                return None
-            return encoder.embed([query.text])[0]
-
-        query.vector = await asyncio.get_running_loop().run_in_executor(self._executor, run)
-        return query.vector
+    async def embed(self, query: SemanticQuery) -> Embedding | None:
+        """The query's vector (computed once per request: a failed call is not repeated for the store)."""
+        if not query.embedded:
+            query.embedded = True
+            query.embedding = await self.embedder.embed(query.text, query.caller)
+        return query.embedding
 
     async def search(self, query: SemanticQuery) -> list[tuple[str, float]]:
         """Keys of cached answers that may serve ``query``, most similar first."""
-        vector = await self.embed(query)
-        if vector is None:
+        found = await self.embed(query)
+        if found is None:
             return []
-        matches = self.index.search(query.partition, vector, query.threshold)
+        index = self.indexes.get(found.space)
+        if index is None:
+            self.index_for(found.space, int(found.vector.shape[0]))
+            return []
+        matches = index.search(query.partition, found.vector, query.threshold)
         return [(m.key, m.similarity) for m in matches if compatible(query.text, m.text, m.similarity)]
 
     def forget(self, key: str) -> None:
-        self.index.remove(key)
+        for index in self.indexes.values():
+            index.remove(key)
 
     async def remember(self, query: SemanticQuery, key: str, ttl_seconds: float) -> None:
-        vector = await self.embed(query)
-        if vector is None:
+        found = await self.embed(query)
+        if found is None:
             return
         expires_at = self.clock() + ttl_seconds
-        self.index.add(query.partition, key, vector, expires_at, query.text)
-        if self.log is not None:
-            await self.log.publish(query.partition, key, vector, expires_at, query.text)
+        self.index_for(found.space, int(found.vector.shape[0])).add(
+            query.partition, key, found.vector, expires_at, query.text
+        )
+        log_ = self.logs.get(found.space)
+        if log_ is not None:
+            await log_.publish(query.partition, key, found.vector, expires_at, query.text)
 
     async def clear(self) -> int:
-        count = self.index.clear()
-        if self.log is not None:
-            await self.log.clear()
+        count = sum(index.clear() for index in self.indexes.values())
+        for log_ in self.logs.values():
+            await log_.clear()
         return count
 
     def report(self) -> JSONObject:
-        encoder = self.encoder
+        spaces: JSONObject = {}
+        totals = {"entries": 0, "partitions": 0, "bytes": 0}
+        for space, index in self.indexes.items():
+            stats = index.stats()
+            spaces[space] = {k: int(v) for k, v in stats.items()}
+            for k in totals:
+                totals[k] += int(stats[k])
         return {
-            "ready": encoder is not None,
-            "error": self.error,
-            "model": encoder.name if encoder is not None else None,
-            "runtime": encoder.runtime if encoder is not None else None,
+            **self.embedder.report(),
             "threshold": self.settings.threshold,
-            "shared": self.log is not None,
-            **self.index.stats(),
+            "shared": self._redis_url is not None,
+            **totals,
+            "spaces": spaces,
         }

@@ -2,12 +2,16 @@
 
 The answers themselves live in the shared exact-cache store (``RedisCacheStore``): a semantic entry's key *is*
 the exact-cache key of the request that produced the answer. What replicas need in addition is the vectors: each
-one is appended to the stream ``<prefix>semantic:log`` as ``{p: partition, k: key, v: float32 bytes, e: expiry
-(epoch seconds), t: the embedded text}``, trimmed to about ``max_entries``. Every replica reads the stream from
-the start when it opens (skipping expired entries), then follows it with a blocking ``XREAD``, adding what
-others (and itself) wrote to its local ``VectorIndex``. An entry whose answer was invalidated or evicted in
-Redis is found in the index but not in the store: the caller drops it from the index then, so invalidation
-needs no message of its own.
+one is appended to the stream of its embedding space, ``<prefix>semantic:<space>:log`` (one stream per model and
+dimension, so replicas configured with different embedders never mix vectors), as ``{p: partition, k: key,
+v: float32 bytes, e: expiry (epoch seconds), t: the embedded text}``, trimmed to about ``max_entries``. Every
+replica reads the stream from the start when it opens (skipping expired entries), then follows it with a
+blocking ``XREAD``, adding what others (and itself) wrote to its local ``VectorIndex``. An entry whose answer
+was invalidated or evicted in Redis is found in the index but not in the store: the caller drops it from the
+index then, so invalidation needs no message of its own.
+
+A replica whose embedder is a provider learns a space from its first vector; ``shared_spaces`` lists those already
+in Redis when it starts, so it can load them at once.
 
 Redis unreachable: publishing is dropped and the follower retries every second; lookups still use the local index.
 """
@@ -28,6 +32,25 @@ from tollgate.state.semantic_index import Vector, VectorIndex
 log = logging.getLogger("tollgate.cache")
 
 
+async def shared_spaces(url: str, key_prefix: str, timeout_seconds: float) -> list[tuple[str, int]]:
+    """The embedding spaces that have a stream under ``key_prefix`` (space ids end with their dimension)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_seconds)
+    head, tail = key_prefix + "semantic:", ":log"
+    found: list[tuple[str, int]] = []
+    try:
+        async for raw in client.scan_iter(match=head + "*" + tail, count=500):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            space = key[len(head) : -len(tail)]
+            dim = space.rsplit(".", 1)[-1]
+            if dim.isdigit() and int(dim) > 0:
+                found.append((space, int(dim)))
+    except (RedisError, OSError) as exc:
+        log.warning("semantic cache: listing the shared embedding spaces failed (%s)", type(exc).__name__)
+    finally:
+        await client.aclose()
+    return sorted(found)
+
+
 class RedisVectorLog:
     def __init__(
         self,
@@ -35,13 +58,14 @@ class RedisVectorLog:
         index: VectorIndex,
         *,
         key_prefix: str = "tollgate:cache:",
+        space: str = "default",
         max_entries: int = 100_000,
         timeout_seconds: float = 0.2,
         block_ms: int = 1000,
     ) -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=timeout_seconds)
         self._index = index
-        self.stream = key_prefix + "semantic:log"
+        self.stream = f"{key_prefix}semantic:{space}:log"
         self._maxlen = max_entries
         self._timeout = timeout_seconds
         self._block_ms = block_ms
@@ -115,6 +139,11 @@ class RedisVectorLog:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("read", exc)
         self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    def start_soon(self) -> None:
+        """``start`` in the background (for a space first met while serving: no request waits for the stream)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def clear(self) -> None:
         with contextlib.suppress(RedisError, OSError):

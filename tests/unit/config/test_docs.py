@@ -15,6 +15,7 @@ MAPS = {
     "models": "models.<name>",
     "pricing.models": "pricing.models.<model>",
     "cache.models": "cache.models.<model>",
+    "cache.teams": "cache.teams.<team>",
     "guardrails.caps.models": "guardrails.caps.models.<model>",
     "guardrails.output_filter.categories": "guardrails.output_filter.categories.<name>",
 }

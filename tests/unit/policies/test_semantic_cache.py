@@ -73,10 +73,21 @@ def test_what_is_compared() -> None:
 
 def test_guards_read_numbers_in_order_and_negation() -> None:
     assert guards("What is 24 minus 17?") != guards("What is 17 minus 24?")
-    assert guards("Refund order 12,345 now") == {"numbers": ["12,345"], "negated": False}
+    assert guards("Refund order 12,345 now") == {"numbers": ["12,345"], "times": [], "negated": False}
     for negated in ("Don't cancel it", "do not cancel it", "I never did", "Why can\u2019t I log in?", "No refund"):
         assert guards(negated)["negated"] is True, negated
-    assert guards("Cancel it, nowhere else") == {"numbers": [], "negated": False}
+    assert guards("Cancel it, nowhere else") == {"numbers": [], "times": [], "negated": False}
+
+
+def test_guards_read_number_words_and_time_expressions() -> None:
+    assert guards("Reserve a room for two nights")["numbers"] == guards("Reserve a room for 2 nights")["numbers"]
+    assert guards("Give me five tips") != guards("Give me ten tips")
+    assert guards("Summarize the second chapter")["numbers"] == ["2th"]
+    assert guards("Show my calendar for this week")["times"] == ["this week"]
+    assert guards("Show my calendar for next  Week") != guards("Show my calendar for this week")
+    assert guards("What did the stock close at today?") != guards("What did the stock close at yesterday?")
+    assert guards("Store hours on weekdays") != guards("Store hours on weekends")
+    assert guards("Is it open in May?")["times"] == []  # "may" is mostly the verb
 
 
 def test_pairwise_checks() -> None:
@@ -88,3 +99,7 @@ def test_pairwise_checks() -> None:
     assert compatible("Where is my parcel?", "Where is my package?", 0.96)
     assert compatible("How do vaccines work?", "How does a vaccine work?", 0.90)
     assert compatible("What's the capital city of France?", "What is the capital city of France, please?", 0.9)
+    # A negating prefix makes the opposite request; "into" / "to" is not one.
+    assert not compatible("Is the tap water unsafe to drink?", "Is the tap water safe to drink?", 0.98)
+    assert not compatible("Is this mushroom edible?", "Is this mushroom inedible?", 0.97)
+    assert compatible("How can I turn a list into a set?", "How do I convert a list to a set?", 0.96)
