@@ -98,7 +98,9 @@ _OPPOSITE_PAIRS = """more/less more/fewer most/least before/after longer/shorter
     hot/cold cheap/expensive fast/slow faster/slower big/small bigger/smaller larger/smaller old/new early/late
     earlier/later light/dark input/output inbound/outbound private/public internal/external male/female men/women
     same/different similarity/difference connect/disconnect install/uninstall mount/unmount show/hide join/leave
-    arrive/depart arrival/departure plus/minus multiply/divide maximize/minimize""".split()  # noqa: SIM905
+    arrive/depart arrival/departure plus/minus multiply/divide maximize/minimize allowed/forbidden allowed/prohibited
+    permitted/forbidden permitted/prohibited allow/forbid allow/prohibit mandatory/optional required/optional
+    always/never""".split()  # noqa: SIM905
 _OPPOSITES: dict[str, frozenset[str]] = {}
 for _pair in _OPPOSITE_PAIRS:
     _x, _y = _pair.split("/")
@@ -133,10 +135,36 @@ def _negated_by_prefix(words: set[str], others: set[str]) -> bool:
     return False
 
 
+# A name: a word with a capital letter that is not just the first word of a sentence ("Word", "Google Docs",
+# "Christmas Eve", "PostgreSQL"), or that has a capital after its first letter anywhere ("iPhone", "SQL").
+_NAME_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+#.'\u2019-]*[A-Za-z0-9+#]|[A-Z]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*[\"'(\[]*$")
+
+
+def names(text: str) -> list[str]:
+    """The names a message mentions (products, places, people, days), as written."""
+    found: list[str] = []
+    for m in _NAME_TOKEN.finditer(text):
+        token = m.group(0)
+        if token.split("'")[0].split("\u2019")[0] == "I" or not any(c.isupper() for c in token):
+            continue
+        if not any(c.isupper() for c in token[1:]) and _SENTENCE_START.search(text, 0, m.start()):
+            continue  # "What ..." / "Explain ...": capitalised only because a sentence starts there
+        found.append(token)
+    return found
+
+
+def _names_covered(text: str, other_words: set[str]) -> bool:
+    """Every name in ``text`` also occurs, in any case, among ``other_words``."""
+    return all(set(_words(name)) <= other_words for name in names(text))
+
+
 def compatible(query: str, cached: str, similarity: float) -> bool:
     """Whether a cached message similar to ``query`` may answer it (beyond the threshold and the partition)."""
     wq, wc = _words(query), _words(cached)
     sq, sc = set(wq), set(wc)
+    if not (_names_covered(query, sc) and _names_covered(cached, sq)):
+        return False  # another product, place, person or day: "in Word" / "in Google Docs", "Christmas Day" / "Eve"
     only_q, only_c = sq - sc, sc - sq
     for word in only_q:
         if _OPPOSITES.get(word, frozenset()) & only_c:

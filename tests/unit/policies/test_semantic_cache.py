@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tollgate.policies.cache import _normalise_field
-from tollgate.policies.semantic_cache import compatible, guards, last_user_text, semantic_query
+from tollgate.policies.semantic_cache import compatible, guards, last_user_text, names, semantic_query
 from tollgate.providers.base import Deployment
 from tollgate.routing.resolver import Route
 
@@ -103,3 +103,23 @@ def test_pairwise_checks() -> None:
     assert not compatible("Is the tap water unsafe to drink?", "Is the tap water safe to drink?", 0.98)
     assert not compatible("Is this mushroom edible?", "Is this mushroom inedible?", 0.97)
     assert compatible("How can I turn a list into a set?", "How do I convert a list to a set?", 0.96)
+
+
+def test_names_are_the_capitalised_words_a_sentence_start_does_not_explain() -> None:
+    assert names("What is Kubernetes? Explain it to me.") == ["Kubernetes"]
+    assert names("How do I center text in Google Docs?") == ["Google", "Docs"]
+    assert names("I'm moving my iPhone photos to a PC. Is SQL involved?") == ["iPhone", "PC", "SQL"]
+    assert names("Please explain how caching works.") == []  # capitalised only because the sentence starts
+
+
+def test_another_name_is_another_question() -> None:
+    # A product, a day or a place the other message does not mention: never the same answer.
+    assert not compatible("How do I center text in Google Docs?", "How do I center text in Word?", 0.88)
+    assert not compatible("Are shops open on Christmas Eve?", "Are shops open on Christmas Day?", 0.97)
+    assert not compatible("Best time to visit Lisbon?", "Best time to visit Porto?", 0.9)
+    # The same names, however written, still hit.
+    assert compatible("What is Kubernetes?", "Explain kubernetes to me.", 0.9)
+    assert compatible("How do I center a div in CSS?", "How can I center a div with CSS?", 0.95)
+    assert compatible("Is the museum open on Sundays?", "Is the museum open on Sunday?", 0.97)
+    # Permission antonyms are opposites.
+    assert not compatible("Are pets allowed in the apartment?", "Are pets prohibited in the apartment?", 0.98)
