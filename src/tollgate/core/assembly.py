@@ -171,6 +171,8 @@ def build_gateway(
         )
         gateway.services += (routing_bus,)
     gateway.closers = (counters.close,)
+    if config.guardrails.pii.enabled:
+        gateway.closers += (pii.close,)  # the NER worker threads, when names are looked for
     if webhook is not None:
         gateway.closers += (webhook.close,)
     cc = config.cache

