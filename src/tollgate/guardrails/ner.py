@@ -46,6 +46,9 @@ _UNNEEDED = (
 # or punctuation. Trimmed so the placeholder replaces the name only ("the <LOCATION_1>", "<PERSON_1>'s").
 _LEAD = re.compile(r"(?:[Tt]he|[Aa]n?)\s+")
 _TRAIL = re.compile(r"(?:['\u2019]s|['\u2019])?[\s.,;:!?)\]\"'\u2019]*\Z")
+# A name holds no bracket: a span is cut after the last opening one and before the first closing one.
+_OPENING = re.compile(r".*[(\[{<]", re.DOTALL)
+_CLOSING = re.compile(r"[)\]}>]")
 # A text without a capital letter holds no name the model would find: skip it without running the model.
 _CAPITAL = re.compile(r"[A-ZÀ-ÖØ-Þ]")
 # spaCy refuses texts over nlp.max_length; longer ones are analysed in pieces cut at whitespace.
@@ -146,6 +149,12 @@ class SpacyNER:
         return [tuple(s) for s in spans]
 
     def _trimmed(self, text: str, start: int, end: int, entity: EntityType) -> Match | None:
+        opening = _OPENING.search(text, start, end)  # "TODO(Kevin Nguyen": the tokenizer kept "TODO(" on
+        if opening is not None:
+            start = opening.end()
+        closing = _CLOSING.search(text, start, end)
+        if closing is not None:
+            end = closing.start()
         lead = _LEAD.match(text, start, end)
         if lead is not None and lead.end() < end:
             start = lead.end()

@@ -48,6 +48,8 @@ def test_spans_are_trimmed_to_the_name() -> None:
     found = values(ner, text)
     assert ("John Smith", "PERSON") in found
     assert ("United States", "LOCATION") in found  # without "the"
+    code = "# TODO(Kevin Nguyen): remove this workaround"
+    assert values(ner, code) == [("Kevin Nguyen", "PERSON")]  # not "TODO(Kevin Nguyen"
 
 
 def test_entities_ignore_and_min_chars() -> None:
