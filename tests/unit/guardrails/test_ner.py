@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.ner import backend, require_model
@@ -159,3 +162,15 @@ def test_a_missing_model_is_a_config_error_naming_the_install_command() -> None:
         check_installed(config)
     check_installed(NERConfig(enabled=True))  # the default model is installed
     check_installed(NERConfig(enabled=False, model="anything"))  # off: nothing is checked
+
+
+def test_a_gateway_without_ner_never_imports_spacy() -> None:
+    code = (
+        "import sys\n"
+        "from tollgate.api.app import create_app\n"
+        "from tollgate.config.loader import parse_config\n"
+        "env = {'TOLLGATE_MASTER_KEY': 'tg-master-test-key-0123456789', 'TOLLGATE_DATABASE_URL': 'memory://'}\n"
+        "create_app(parse_config('guardrails:\\n  pii: {enabled: true}\\n', '<t>', env), env)\n"
+        "assert 'spacy' not in sys.modules and 'tollgate.guardrails.ner' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
