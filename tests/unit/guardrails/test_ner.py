@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.ner import backend, require_model
+from tollgate.cli import main
 from tollgate.config.guardrails import NERConfig, PIIGuardConfig
 from tollgate.config.loader import ConfigError
 from tollgate.context import RequestContext
@@ -174,3 +176,13 @@ def test_a_gateway_without_ner_never_imports_spacy() -> None:
         "assert 'spacy' not in sys.modules and 'tollgate.guardrails.ner' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_check_config_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_model()
+    path = tmp_path / "tollgate.yaml"
+    path.write_text("guardrails:\n  pii: {enabled: true, ner: {enabled: true, model: en_core_web_not_installed}}\n")
+    assert main(["check-config", str(path)]) == 2
+    assert "guardrails.pii.ner" in capsys.readouterr().err
+    path.write_text("guardrails:\n  pii: {enabled: true, ner: {enabled: true}}\n")
+    assert main(["check-config", str(path)]) == 0
