@@ -99,35 +99,50 @@ class SpacyNER:
         self.analysed = 0  # texts the model ran on (the rest were cache hits or had no capital letter)
 
     async def find_all(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
-        """The NER spans of each text, computed in the worker threads so the event loop keeps serving."""
-        if not any(_CAPITAL.search(t) for t in texts):
-            return [() for _ in texts]
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.find_many, texts)
+        """The NER spans of each text. Cache hits and texts without a capital are answered here; only the rest
+        go to the worker threads, so the event loop keeps serving while the model runs."""
+        out, keys, todo = self._lookup(texts)
+        if todo:
+            batch = [texts[i] for i in todo]
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._analyse, batch)
+            self._fill(out, keys, todo, results)
+        return out
 
     def find_many(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
-        """The NER spans of each text (blocking: call it from a worker thread, or through ``find_all``)."""
-        out: list[tuple[Match, ...] | None] = []
+        """The NER spans of each text, on the calling thread (blocking: for tests, tools and benchmarks)."""
+        out, keys, todo = self._lookup(texts)
+        if todo:
+            self._fill(out, keys, todo, self._analyse([texts[i] for i in todo]))
+        return out
+
+    def _lookup(self, texts: Sequence[str]) -> tuple[list[tuple[Match, ...]], list[bytes], list[int]]:
+        """The known results (cached, or empty for a text the model need not see), the texts' cache keys, and
+        the indexes of the texts the model must analyse."""
+        out: list[tuple[Match, ...]] = []
         keys: list[bytes] = []
         todo: list[int] = []
-        size = self.config.cache_entries
+        caching = self.config.cache_entries > 0
         for i, text in enumerate(texts):
             if len(text) < self.config.min_chars or not _CAPITAL.search(text):
                 out.append(())
                 keys.append(b"")
                 continue
-            key = hashlib.blake2b(text.encode(), digest_size=16).digest() if size else b""
-            hit = self._cached(key) if size else None
-            out.append(hit)
+            key = hashlib.blake2b(text.encode(), digest_size=16).digest() if caching else b""
+            hit = self._cached(key) if caching else None
+            out.append(() if hit is None else hit)
             keys.append(key)
             if hit is None:
                 todo.append(i)
-        if todo:
-            results = self._analyse([texts[i] for i in todo])
-            for i, spans in zip(todo, results, strict=True):
-                out[i] = spans
-                if size:
-                    self._store(keys[i], spans)
-        return [spans or () for spans in out]
+        return out, keys, todo
+
+    def _fill(
+        self, out: list[tuple[Match, ...]], keys: list[bytes], todo: list[int], results: list[tuple[Match, ...]]
+    ) -> None:
+        caching = self.config.cache_entries > 0
+        for i, spans in zip(todo, results, strict=True):
+            out[i] = spans
+            if caching:
+                self._store(keys[i], spans)
 
     def find(self, text: str) -> tuple[Match, ...]:
         return self.find_many([text])[0]
