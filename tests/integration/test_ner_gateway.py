@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import anthropic
 import openai
 import pytest
 
@@ -58,6 +59,13 @@ def test_streamed_answers_are_restored_across_chunk_boundaries(
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert NAME not in fake_openai.last.body.decode()
     assert text == "You wrote: " + PROMPT  # the fake cut "<PERSON_1>" across 7-character chunks
+
+
+def test_anthropic_clients_get_the_name_back_too(reversible: RunningGateway, fake_openai: FakeServer) -> None:
+    claude = anthropic.Anthropic(base_url=reversible.base_url, api_key=reversible.master_key, max_retries=0)
+    message = claude.messages.create(model=MODEL, max_tokens=200, messages=[{"role": "user", "content": PROMPT}])
+    assert NAME not in fake_openai.last.body.decode()
+    assert message.content[0].text == "You wrote: " + PROMPT  # type: ignore[union-attr]
 
 
 def test_without_reversible_mode_the_caller_sees_the_placeholder(
