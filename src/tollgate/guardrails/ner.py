@@ -42,9 +42,10 @@ _UNNEEDED = (
     "textcat_multilabel",
     "spancat",
 )
-# What the model often takes into a span but is not part of the name: a leading article, a trailing possessive
+# What the model often takes into a span but is not part of the name: a leading "the", a trailing possessive
 # or punctuation. Trimmed so the placeholder replaces the name only ("the <LOCATION_1>", "<PERSON_1>'s").
-_LEAD = re.compile(r"(?:[Tt]he|[Aa]n?)\s+")
+# Not "a": it opens names of places ("A Coruña").
+_LEAD = re.compile(r"[Tt]he\s+")
 _TRAIL = re.compile(r"(?:['\u2019]s|['\u2019])?[\s.,;:!?)\]\"'\u2019]*\Z")
 # A name holds no bracket: a span is cut after the last opening one and before the first closing one.
 _OPENING = re.compile(r".*[(\[{<]", re.DOTALL)
@@ -95,7 +96,7 @@ class SpacyNER:
         self.nlp = load_model(config) if nlp is None else nlp
         self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="tollgate-ner")
         self._cache: OrderedDict[bytes, tuple[Match, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # the cache is touched from the worker threads
+        self._lock = threading.Lock()  # the cache is used from the event loop and the worker threads
         self.analysed = 0  # texts the model ran on (the rest were cache hits or had no capital letter)
 
     async def find_all(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
