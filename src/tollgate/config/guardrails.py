@@ -69,13 +69,6 @@ class NERConfig(BaseModel):
         description="Values never reported, compared case-insensitively with the whole value: product, team or "
         "brand names the model takes for people or places (e.g. Claude, Jordan when it is your product).",
     )
-    threads: int = Field(
-        1,
-        ge=1,
-        le=16,
-        description="Worker threads running the model, off the event loop. The model holds the GIL for part of "
-        "its work, so more than one or two per process seldom helps; run more workers (server.workers) instead.",
-    )
     cache_entries: int = Field(
         10_000,
         ge=0,

@@ -86,7 +86,7 @@ def check_installed(config: NERConfig) -> None:
 
 
 class SpacyNER:
-    """A loaded spaCy model and the thread pool that runs it; built once at start, shared by all requests."""
+    """A loaded spaCy model and the thread that runs it; built once at start, shared by all requests."""
 
     def __init__(self, config: NERConfig, nlp: Any | None = None) -> None:
         self.config = config
@@ -94,14 +94,16 @@ class SpacyNER:
         self._labels = {label: e for label, e in LABELS.items() if e in self.entities}
         self._ignore = frozenset(v.casefold() for v in config.ignore)
         self.nlp = load_model(config) if nlp is None else nlp
-        self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="tollgate-ner")
+        # One thread: spaCy does not promise that one pipeline may run in two threads at once, and a second
+        # thread gave no more throughput here (the threads share the GIL). More throughput: more worker processes.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tollgate-ner")
         self._cache: OrderedDict[bytes, tuple[Match, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # the cache is used from the event loop and the worker threads
+        self._lock = threading.Lock()  # the cache is used from the event loop and the worker thread
         self.analysed = 0  # texts the model ran on (the rest were cache hits or had no capital letter)
 
     async def find_all(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
         """The NER spans of each text. Cache hits and texts without a capital are answered here; only the rest
-        go to the worker threads, so the event loop keeps serving while the model runs."""
+        go to the worker thread, so the event loop keeps serving while the model runs."""
         out, keys, todo = self._lookup(texts)
         if todo:
             batch = [texts[i] for i in todo]
