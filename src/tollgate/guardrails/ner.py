@@ -50,6 +50,7 @@ _TRAIL = re.compile(r"(?:['\u2019]s|['\u2019])?[\s.,;:!?)\]\"'\u2019]*\Z")
 # A name holds no bracket: a span is cut after the last opening one and before the first closing one.
 _OPENING = re.compile(r".*[(\[{<]", re.DOTALL)
 _CLOSING = re.compile(r"[)\]}>]")
+_DIGIT = re.compile(r"\d")
 # A text without a capital letter holds no name the model would find: skip it without running the model.
 _CAPITAL = re.compile(r"[A-ZÀ-ÖØ-Þ]")
 # spaCy refuses texts over nlp.max_length; longer ones are analysed in pieces cut at whitespace.
@@ -182,6 +183,8 @@ class SpacyNER:
         value = text[start:end]
         if end - start < self.config.min_chars or value.casefold() in self._ignore:
             return None
+        if entity == "PERSON" and _DIGIT.search(value):
+            return None  # "Order 48213975": a name has no digits (a place may: "Terminal 5")
         return Match(start, end, entity)
 
     def _cached(self, key: bytes) -> tuple[Match, ...] | None:
