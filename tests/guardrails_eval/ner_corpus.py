@@ -1,12 +1,13 @@
 """Hand-written evaluation sentences for PERSON and LOCATION (NER), with hard negatives.
 
 Each positive sentence marks its true values as ``[[value|TYPE]]``; a hard negative has no marks. The sentences
-are written in the registers a gateway sees (chat requests, support tickets, emails, notes, code comments, JSON)
-and name people and places of many origins. The hard negatives are what an NER model confuses with people and
-places: companies and products named after them ("Apple", "Amazon", "Tesla", "Ford"), assistants ("Alexa",
-"Claude"), programming languages ("Julia", "Ruby"), common words that are also first names ("Will", "Grace",
-"Hope", "Summer", "Mark"), and sentences where an ambiguous word is the other thing ("Jordan" the country and
-"Jordan" a person are positives below, "Jordan" the sneaker is a negative).
+are written in the registers a gateway sees (chat requests, some in lower case, support tickets, emails, notes,
+code comments, JSON) and name people and places of many origins. The hard negatives are what an NER model
+confuses with people and places: companies and products named after them ("Apple", "Amazon", "Tesla", "Ford"),
+assistants ("Alexa", "Claude"), programming languages ("Julia", "Ruby"), common words that are also first names
+("Will", "Grace", "Hope", "Summer", "Mark"), order and ticket numbers, and sentences where an ambiguous word is
+the other thing ("Jordan" the country and "Jordan" a person are positives below, "Jordan" the sneaker is a
+negative).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ POSITIVE = [
     "The landlord, [[Peter Novak|PERSON]], owns three flats in [[Prague|LOCATION]].",
     "Our driver [[Mehmet Yilmaz|PERSON]] got stuck in traffic near [[Istanbul|LOCATION]].",
     "Send flowers to [[Julia Roberts|PERSON]] at the hospital in [[Atlanta|LOCATION]].",
+    "pls write a short thank-you note to [[john smith|PERSON]] for the tour of [[paris|LOCATION]]",
+    "hey can you remind [[tom|PERSON]] that his flight to [[london|LOCATION]] leaves at 7",
+    "my sister [[maria gonzalez|PERSON]] just moved to [[berlin|LOCATION]], any tips for her?",
 ]
 
 NEGATIVE = [
@@ -132,6 +136,8 @@ NEGATIVE = [
     "The Visa and Mastercard fees went up.",
     "The Adidas Samba is back in fashion.",
     "Ask Siri to set a timer for ten minutes.",
+    "Order 48213975 from 2024-03-15 failed at $1,299.00 because of a timeout.",
+    "Ticket INC-20931 was closed by the on-call engineer at 02:14.",
 ]
 
 

@@ -51,8 +51,9 @@ _TRAIL = re.compile(r"(?:['\u2019]s|['\u2019])?[\s.,;:!?)\]\"'\u2019]*\Z")
 _OPENING = re.compile(r".*[(\[{<]", re.DOTALL)
 _CLOSING = re.compile(r"[)\]}>]")
 _DIGIT = re.compile(r"\d")
-# A text without a capital letter holds no name the model would find: skip it without running the model.
-_CAPITAL = re.compile(r"[A-ZÀ-ÖØ-Þ]")
+# A text without a letter (numbers, punctuation) holds no name: skip it without running the model. Lower-case
+# text is analysed: the model finds "maria gonzalez" and "berlin" in chat written without capitals.
+_LETTER = re.compile(r"[^\W\d_]")
 # spaCy refuses texts over nlp.max_length; longer ones are analysed in pieces cut at whitespace.
 _MAX_PIECE = 100_000
 
@@ -100,10 +101,10 @@ class SpacyNER:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tollgate-ner")
         self._cache: OrderedDict[bytes, tuple[Match, ...]] = OrderedDict()
         self._lock = threading.Lock()  # the cache is used from the event loop and the worker thread
-        self.analysed = 0  # texts the model ran on (the rest were cache hits or had no capital letter)
+        self.analysed = 0  # texts the model ran on (the rest were cache hits or had no letter)
 
     async def find_all(self, texts: Sequence[str]) -> list[tuple[Match, ...]]:
-        """The NER spans of each text. Cache hits and texts without a capital are answered here; only the rest
+        """The NER spans of each text. Cache hits and texts without a letter are answered here; only the rest
         go to the worker thread, so the event loop keeps serving while the model runs."""
         out, keys, todo = self._lookup(texts)
         if todo:
@@ -127,7 +128,7 @@ class SpacyNER:
         todo: list[int] = []
         caching = self.config.cache_entries > 0
         for i, text in enumerate(texts):
-            if len(text) < self.config.min_chars or not _CAPITAL.search(text):
+            if len(text) < self.config.min_chars or not _LETTER.search(text):
                 out.append(())
                 keys.append(b"")
                 continue

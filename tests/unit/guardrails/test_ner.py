@@ -67,10 +67,13 @@ def test_entities_ignore_and_min_chars() -> None:
     assert values(backend(min_chars=20), text) == []
 
 
-def test_texts_without_capitals_skip_the_model_and_results_are_cached() -> None:
+def test_texts_without_letters_skip_the_model_and_results_are_cached() -> None:
     ner = backend()
-    assert ner.find_many(["no names here at all", ""]) == [(), ()]
+    assert ner.find_many(["4111 1111 1111 1111", "", "{}: 42"]) == [(), (), ()]
     assert ner.analysed == 0
+    lower = "maria gonzalez lives in berlin now."  # chat without capitals is analysed too
+    assert values(ner, lower) == [("maria gonzalez", "PERSON"), ("berlin", "LOCATION")]
+    ner = backend()
     text = "Maria Gonzalez lives in Berlin."
     first = ner.find(text)
     assert ner.analysed == 1 and first
@@ -86,7 +89,7 @@ async def test_find_all_runs_in_the_worker_thread_and_keeps_order() -> None:
     texts = ["Maria Gonzalez", "nothing", "Paris is lovely."]
     found = await ner.find_all(texts)
     assert [[m.entity for m in spans] for spans in found] == [["PERSON"], [], ["LOCATION"]]
-    assert await ner.find_all(["lower case only"]) == [()]
+    assert await ner.find_all(["12 + 30 = 42"]) == [()]
     await ner.close()
 
 
