@@ -115,6 +115,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from tollgate.core.snapshot import Snapshot
 
     config = load_config_file(args.file)
+    if config.guardrails.pii.enabled and config.guardrails.pii.ner.enabled:
+        from tollgate.guardrails.ner import check_installed
+
+        check_installed(config.guardrails.pii.ner)  # the model is found, without loading it
     snap = Snapshot(config)
     print(f"{args.file}: OK")
     print("  providers: " + ", ".join(f"{p.name} ({p.type}, {p.source})" for p in snap.providers.values()))

@@ -93,8 +93,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return failed
     call = _tool_call(body)
     created = int(time.time())
+    answer = ANSWER
+    if scenario == "echo":  # the last user message back, as a model that repeats names and places would
+        last = next(m for m in reversed(body["messages"]) if m.get("role") == "user")["content"]
+        answer = "You wrote: " + (last if isinstance(last, str) else str(last))
     if not body.get("stream"):
-        message = {"role": "assistant", "content": None if call else ANSWER, "refusal": None}
+        message = {"role": "assistant", "content": None if call else answer, "refusal": None}
         if call:
             message["tool_calls"] = [call]
         out = {
@@ -147,7 +151,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
             parts.append(event({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
         parts.append(event({}, "tool_calls"))
     else:
-        for word in ("Hello", " from", " the", " fake", " OpenAI."):
+        words = ("Hello", " from", " the", " fake", " OpenAI.")
+        if scenario == "echo":  # pieces of 7 characters: placeholders are split across chunks
+            words = tuple(answer[i : i + 7] for i in range(0, len(answer), 7))
+        for word in words:
             parts.append(event({"content": word}))
         parts.append(event({}, "stop"))
     usage = _usage(body, scenario)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.guardrails_eval.corpus import Sample, generate
-from tollgate.config.guardrails import ENTITY_TYPES, EntityType
+from tollgate.config.guardrails import PATTERN_ENTITY_TYPES, EntityType
 from tollgate.guardrails.pii import PIIDetector
 
 # A detected span counts when its type is right and its bounds differ from the truth by at most this many
@@ -45,7 +45,7 @@ def _same(a: tuple[int, int, EntityType], b: tuple[int, int, EntityType]) -> boo
 
 def evaluate(samples: list[Sample], detector: PIIDetector | None = None) -> dict[EntityType, Score]:
     detector = detector or PIIDetector()
-    scores = {e: Score() for e in ENTITY_TYPES}
+    scores = {e: Score() for e in PATTERN_ENTITY_TYPES}
     for sample in samples:
         predicted = [(m.start, m.end, m.entity) for m in detector.find(sample.text)]
         for truth in sample.spans:

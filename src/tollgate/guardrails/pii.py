@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
@@ -42,6 +42,9 @@ _ORDER: tuple[EntityType, ...] = (
     "IP_ADDRESS",
     "PHONE",
     "STREET_ADDRESS",
+    # Found only by the optional NER model (guardrails/ner.py), which yields to every pattern on overlap.
+    "PERSON",
+    "LOCATION",
 )
 PRIORITY: dict[EntityType, int] = {e: i for i, e in enumerate(_ORDER)}
 assert set(PRIORITY) == set(ENTITY_TYPES)
@@ -235,6 +238,11 @@ def _is_placeholder(value: str) -> bool:
 
 
 _PASSWORD_SYMBOLS = frozenset("!@#$%^&*?+=~_")
+
+
+# Values already hidden: a placeholder (ours or another gateway's), a hash, [REDACTED]. An NER model must not
+# take "<PERSON_1>" for a name or mask inside it.
+_HIDDEN = re.compile(r"<[A-Z][A-Z_]*(?:_\d+|:[0-9a-f]+)>|\[REDACTED\]")
 _MASKED = re.compile(r"[*x•.#<>\[\]_-]+|<[A-Z_]+(?:_\d+|:[0-9a-f]+)>|\[REDACTED\]|\$\{?\w+\}?", re.IGNORECASE)
 # An address needs context: a word that introduces one before it, or a unit, city or postcode after it.
 _ADDRESS_BEFORE = re.compile(
@@ -575,3 +583,18 @@ def resolve_overlaps(found: list[Match]) -> list[Match]:
             kept.append(cand)
     kept.sort(key=lambda m: m.start)
     return kept
+
+
+def merge_names(found: list[Match], names: Sequence[Match], text: str) -> list[Match]:
+    """The patterns' matches plus the NER model's spans that overlap none of them and no hidden value, in order.
+
+    The patterns win on overlap: they are validated (checksums, parsers, context), the model only guesses."""
+    if not names:
+        return found
+    taken = [(m.start, m.end) for m in found]
+    if "<" in text or "[" in text:
+        taken += [h.span() for h in _HIDDEN.finditer(text)]
+    extra = [n for n in names if all(n.end <= s or n.start >= e for s, e in taken)]
+    if not extra:
+        return found
+    return sorted([*found, *extra], key=lambda m: m.start)

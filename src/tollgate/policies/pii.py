@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -12,9 +13,12 @@ from tollgate.config.guardrails import ENTITY_TYPES, Action, EntityType, PIIGuar
 from tollgate.context import GuardrailDecision, RequestContext, payload_hash
 from tollgate.errors import PermissionDeniedError
 from tollgate.guardrails.masking import MaskSession, PlaceholderRestorer
-from tollgate.guardrails.pii import Match, PIIDetector
+from tollgate.guardrails.pii import Match, PIIDetector, merge_names
 from tollgate.guardrails.stream_rewrite import ChunkRewriter
 from tollgate.types import JSONObject, JSONValue
+
+if TYPE_CHECKING:  # the module imports spaCy lazily, but keep even its import out of gateways without NER
+    from tollgate.guardrails.ner import SpacyNER
 
 TextMap = Callable[[str], str]
 
@@ -140,12 +144,22 @@ class PIIPolicy:
     Built once per config version. Per-request state (the reversible mapping and the summary) is kept until
     ``on_finalize`` for that request id and never shared between requests."""
 
-    def __init__(self, config: PIIGuardConfig) -> None:
+    def __init__(self, config: PIIGuardConfig, ner: SpacyNER | None = None) -> None:
+        """``ner``: a loaded model to use instead of loading the configured one (tests share one)."""
         self.config = config
         self.actions: dict[EntityType, Action] = {e: config.action_for(e) for e in ENTITY_TYPES}
         # A type that is allowed is not even looked for.
         active = [e for e, a in self.actions.items() if a != "allow"]
         self.detector = PIIDetector(active, config.phone_regions)
+        self.ner: SpacyNER | None = None
+        wanted = [e for e in config.ner.entities if e in active]
+        if config.ner.enabled and wanted:
+            if ner is None:
+                # Imported only when on: spaCy (an optional extra) costs a gateway without NER nothing.
+                from tollgate.guardrails.ner import SpacyNER as Backend
+
+                ner = Backend(config.ner.model_copy(update={"entities": tuple(wanted)}))
+            self.ner = ner
         self.blocking = frozenset(e for e, a in self.actions.items() if a == "block")
         salt = config.hash_salt
         self._salt = salt.encode() if salt is not None else secrets.token_bytes(16)
@@ -159,6 +173,11 @@ class PIIPolicy:
 
         With ``decisions``, what was done is appended to it (before the error, for a block): one ``block``
         decision naming the blocked types, or one decision per masked, redacted or hashed type with its count."""
+        texts, found = self.scan(body)
+        return self.act(body, texts, found, decisions)
+
+    def scan(self, body: JSONObject) -> tuple[list[str], list[list[Match]]]:
+        """Every text of ``body`` the provider would see (in ``map_texts`` order), and the patterns' matches in each."""
         found: list[list[Match]] = []
         texts: list[str] = []
         find = self.detector.find
@@ -169,6 +188,16 @@ class PIIPolicy:
             return text
 
         map_texts(body, collect)
+        return texts, found
+
+    def act(
+        self,
+        body: JSONObject,
+        texts: list[str],
+        found: list[list[Match]],
+        decisions: list[GuardrailDecision] | None = None,
+    ) -> PIIInspection:
+        """Apply the actions to the matches ``scan`` (and NER) found: see ``inspect_body``."""
         session = self.new_session()
         if not any(found):
             return PIIInspection(body, PIISummary(), session)
@@ -203,7 +232,13 @@ class PIIPolicy:
 
     async def inspect(self, ctx: RequestContext, req_body: JSONObject) -> JSONObject:
         """INSPECT phase: the body to send on (a masked copy, or the same object when nothing was found)."""
-        inspection = self.inspect_body(req_body, ctx.guardrail_decisions)
+        if self.ner is None:
+            inspection = self.inspect_body(req_body, ctx.guardrail_decisions)
+        else:
+            texts, found = self.scan(req_body)
+            names = await self.ner.find_all(texts)
+            found = [merge_names(f, n, t) for f, n, t in zip(found, names, texts, strict=True)]
+            inspection = self.act(req_body, texts, found, ctx.guardrail_decisions)
         if inspection.summary.counts:
             self._inspections[id(ctx)] = inspection
         return inspection.body
@@ -261,6 +296,11 @@ class PIIPolicy:
     def on_finalize(self, ctx: RequestContext) -> None:
         """Forget the request's mapping. Never raises."""
         self._inspections.pop(id(ctx), None)
+
+    async def close(self) -> None:
+        """Stop the NER worker threads (at shutdown)."""
+        if self.ner is not None:
+            await self.ner.close()
 
 
 class _Restore:
