@@ -409,3 +409,40 @@ def test_native_anthropic_passthrough_is_stored_and_replayed() -> None:
                 assert texts == [anthropic_server.ANSWER] * 3
                 upstream = [r for r in fake.requests if r.path == "/v1/messages" and prompt.encode() in r.body]
                 assert len(upstream) == 1
+
+
+def test_cache_settings_per_team(fake_openai: FakeServer) -> None:
+    # The cache is off for everyone but the team that turns it on; another team caches sampled requests too, for
+    # one second only. Each field is the team's, else the model's, else the section's.
+    config = """
+cache:
+  enabled: false
+  teams:
+    docs: {enabled: true}
+    bots: {enabled: true, cache_nondeterministic: true, ttl_seconds: 1}
+"""
+    env = {"OPENAI_API_KEY": "sk-upstream", "OPENAI_BASE_URL": fake_openai.base_url + "/v1"}
+    with run_gateway(config, env) as running:
+        keys = {}
+        org = {"id": "acme", "name": "Acme"}
+        assert requests.post(running.base_url + "/admin/orgs", json=org, headers=running.auth(), timeout=5).ok
+        for team in ("docs", "bots", "other"):
+            body = {"id": team, "name": team, "org_id": "acme"}
+            assert requests.post(running.base_url + "/admin/teams", json=body, headers=running.auth(), timeout=5).ok
+            made = requests.post(
+                running.base_url + "/admin/keys",
+                json={"name": team, "team_id": team},
+                headers=running.auth(),
+                timeout=5,
+            )
+            keys[team] = made.json()["key"]
+        prompt = _prompt()
+        assert "x-tollgate-cache" not in _chat(running, _body(prompt), keys["other"]).headers  # off for this team
+        assert _chat(running, _body(prompt), keys["docs"]).headers["x-tollgate-cache"] == "miss"
+        assert _chat(running, _body(prompt), keys["docs"]).headers["x-tollgate-cache"] == "hit"
+        sampled = _body(_prompt(), temperature=0.9)
+        assert _chat(running, sampled, keys["docs"]).headers["x-tollgate-cache"] == "skip"  # the section's rule
+        assert _chat(running, sampled, keys["bots"]).headers["x-tollgate-cache"] == "miss"
+        assert _chat(running, sampled, keys["bots"]).headers["x-tollgate-cache"] == "hit"
+        time.sleep(1.2)  # the team's one-second TTL
+        assert _chat(running, sampled, keys["bots"]).headers["x-tollgate-cache"] == "miss"

@@ -27,8 +27,17 @@ class CacheModelOverride(BaseModel):
 
 
 class CacheTeamOverride(BaseModel):
+    """A team's own cache settings; each field set wins over the model's and the section's."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    enabled: bool | None = Field(
+        None, description="Cache this team's requests (exact and semantic); unset: the model's, else `enabled`."
+    )
+    ttl_seconds: int | None = Field(None, gt=0, description="Seconds this team's answers stay cached.")
+    cache_nondeterministic: bool | None = Field(
+        None, description="Cache this team's requests with temperature > 0 and no seed; unset: the model's/section's."
+    )
     semantic: bool | None = Field(
         None, description="Semantic lookups for this team's requests; wins over the model's and the section's."
     )

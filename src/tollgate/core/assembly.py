@@ -145,7 +145,7 @@ def build_gateway(
         timeout_seconds=cc.redis_timeout_seconds,
     )
     semantic = None
-    cache_on = cc.enabled or any(m.enabled for m in cc.models.values())
+    cache_on = cc.enabled or any(m.enabled for m in cc.models.values()) or any(t.enabled for t in cc.teams.values())
     # The embedding model loads only when some cached model can use it.
     overridden = any(m.semantic for m in cc.models.values()) or any(t.semantic for t in cc.teams.values())
     if cache_on and (cc.semantic.enabled or overridden):

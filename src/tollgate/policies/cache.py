@@ -289,7 +289,12 @@ class CachePolicy:
         """``None``: the cache does not apply (off for this model). Otherwise the plan, with the client's control."""
         settings = self.settings
         override = settings.models.get(route.requested)
+        principal = ctx.principal
+        # Each field: the team's setting, else the model's, else the section's.
+        team = settings.teams.get(principal.team_id) if settings.teams and principal and principal.team_id else None
         enabled = override.enabled if override is not None and override.enabled is not None else settings.enabled
+        if team is not None and team.enabled is not None:
+            enabled = team.enabled
         if not enabled:
             return None
         nondet_ok = settings.cache_nondeterministic
@@ -297,13 +302,15 @@ class CachePolicy:
         if override is not None:
             nondet_ok = override.cache_nondeterministic if override.cache_nondeterministic is not None else nondet_ok
             ttl = override.ttl_seconds or ttl
+        if team is not None:
+            nondet_ok = team.cache_nondeterministic if team.cache_nondeterministic is not None else nondet_ok
+            ttl = team.ttl_seconds or ttl
         ttl = _ttl_from_metadata(ctx.metadata if ctx.metadata is not None else body.get("metadata"), ttl)
         lookup, store = _client_control(headers)
         if not (nondet_ok or is_deterministic(body)):
             lookup = store = False
         if ttl <= 0:
             store = False
-        principal = ctx.principal
         scope_id = scope_id_of(settings.scope, principal)
         if not (lookup or store):
             # Most traffic (sampled requests) never touches the cache: no key to hash, no tags to build.
