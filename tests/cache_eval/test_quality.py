@@ -1,14 +1,15 @@
 """Hit precision and recall of the semantic cache at the default threshold on the labelled pairs (docs/caching.md).
 
 Two sets: the development set (paraphrases.tsv, near_misses.tsv), which the threshold and the guards were tuned
-on, and the held-out set (heldout.tsv), which must never be: its figures are the honest estimate.
+on, and the held-out sets (heldout.tsv, heldout2.tsv), which must never be: their figures are the honest estimate.
+heldout2.tsv was written blind (without reading the cache's code, its docs or the other sets).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from tests.cache_eval.evaluate import load_heldout, load_pairs, quality, score
+from tests.cache_eval.evaluate import load_heldout, load_heldout2, load_pairs, quality, score
 from tests.minilm import encoder
 from tollgate.config.cache import DEFAULT_SEMANTIC_THRESHOLD
 
@@ -48,3 +49,25 @@ def test_heldout_precision_reaches_the_target() -> None:
     revised after this set's failures were seen, so it is no longer blind: heldout2.tsv is."""
     q = quality(score(encoder(), load_heldout()), DEFAULT_SEMANTIC_THRESHOLD)
     assert q.precision >= PRECISION_TARGET and q.recall >= 0.75, q
+
+
+def test_heldout2_quality_is_reported() -> None:
+    """The blind set: measured at the default threshold 0.85, precision 0.859 (14 false hits of 141 near misses),
+    recall 0.654 (85 of 130 paraphrases); at 0.88 0.845/0.546, at 0.90 0.836/0.469.
+
+    The floors are those figures minus 0.03, rounded down: a regression floor, not a target (precision is far
+    below PRECISION_TARGET; the false hits are mostly unit swaps such as GB/MB, °C/°F, seconds/minutes).
+    """
+    heldout2 = load_heldout2()
+    kinds = Counter(p.kind for p in heldout2)
+    assert kinds["paraphrase"] >= 120 and len(heldout2) - kinds["paraphrase"] >= 120, kinds
+    assert all(kinds[k] >= 15 for k in ("negation", "number", "entity", "time", "unit", "meaning", "scope")), kinds
+    assert len({(p.a, p.b) for p in heldout2}) == len(heldout2)  # no duplicates
+    texts = [t.lower() for p in heldout2 for t in (p.a, p.b)]
+    assert len(set(texts)) == len(texts)  # every text appears once
+    other_texts = {t.lower() for p in load_pairs() + load_heldout() for t in (p.a, p.b)}
+    assert not [t for t in texts if t in other_texts]  # blind and held out means unseen
+
+    q = quality(score(encoder(), heldout2), DEFAULT_SEMANTIC_THRESHOLD)
+    print(f"heldout2 at {q.threshold}: precision {q.precision:.3f}, recall {q.recall:.3f}")
+    assert q.precision >= 0.82 and q.recall >= 0.62, q
