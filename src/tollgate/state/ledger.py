@@ -7,10 +7,19 @@ Aggregates: for every UTC day and every dimension (``key``, ``user``, ``team``, 
 ``all`` for per-day totals) one row per value, updated in the same transaction that inserts the ledger
 rows, and only for rows actually inserted (a replayed batch adds nothing). Each ledger row counts once
 in every dimension, so grouping any dimension over a date range adds up to the same total.
+
+Latency per aggregate: the sum of the rows' latencies (exact integer microseconds, for the mean) and how
+many rows fell in each of ``LATENCY_BOUNDS_MS``'s buckets (for percentiles). A percentile read from them is
+an estimate, linear within the bucket it falls in (as PromQL's ``histogram_quantile``): exact to the
+bucket, not to the millisecond.
+
+Cache hits cost 0; ``cost_saved_nanos`` is what the answer would have cost at the model's price (set by
+the response cache, policies/cache.py), summed like the cost.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +42,15 @@ _EPOCH = date(1970, 1, 1)
 MAX_TAGS = 16
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
+
+# Upper bounds (ms, inclusive) of the aggregates' latency buckets, plus one bucket for anything slower:
+# from cache hits to long generations. Part of the schema (one column each): changing them is a migration.
+LATENCY_BOUNDS_MS: tuple[int, ...] = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+LATENCY_COLUMNS: tuple[str, ...] = (
+    *(f"latency_le_{b}ms" for b in LATENCY_BOUNDS_MS),
+    f"latency_gt_{LATENCY_BOUNDS_MS[-1]}ms",
+)
+_BUCKETS = len(LATENCY_COLUMNS)
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x more, and this one is built per request
@@ -63,6 +81,7 @@ class LedgerRow:
     client_disconnected: bool = False
     usage_estimated: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    cost_saved_nanos: int = 0  # a cache hit: what the answer would have cost (its own cost is 0)
 
     @property
     def cost_usd(self) -> float:
@@ -108,6 +127,7 @@ class LedgerRow:
             "client_disconnected": self.client_disconnected,
             "usage_estimated": self.usage_estimated,
             "tags": {k: v for k, v in self.tags.items()},
+            "cost_saved_nanos": self.cost_saved_nanos,
         }
 
     @classmethod
@@ -142,6 +162,7 @@ class LedgerRow:
                 client_disconnected=bool(data["client_disconnected"]),
                 usage_estimated=bool(data.get("usage_estimated", False)),
                 tags=clean_tags(tags) if isinstance(tags, dict) else {},
+                cost_saved_nanos=int(data.get("cost_saved_nanos", 0)),  # absent from rows spooled before it existed
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a ledger row: {exc}") from exc
@@ -175,6 +196,10 @@ class SpendLine:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_nanos: int = 0
+    cache_hits: int = 0
+    cost_saved_nanos: int = 0
+    latency_us_sum: int = 0  # every request's latency in microseconds, summed (mean = sum / requests)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * _BUCKETS)  # per LATENCY_COLUMNS
 
     @property
     def cost_usd(self) -> float:
@@ -187,6 +212,93 @@ class SpendLine:
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
         self.cost_nanos += other.cost_nanos
+        self.cache_hits += other.cache_hits
+        self.cost_saved_nanos += other.cost_saved_nanos
+        self.latency_us_sum += other.latency_us_sum
+        self.latency_buckets = [a + b for a, b in zip(self.latency_buckets, other.latency_buckets, strict=True)]
+
+    def values(self) -> tuple[int, ...]:
+        """Every sum in storage order (``SUM_COLUMNS``): what an aggregate row holds."""
+        return (
+            self.requests,
+            self.errors,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.cost_nanos,
+            self.cache_hits,
+            self.cost_saved_nanos,
+            self.latency_us_sum,
+            *self.latency_buckets,
+        )
+
+    @classmethod
+    def of(cls, group: str, values: Sequence[int]) -> SpendLine:
+        """The line of stored sums in ``SUM_COLUMNS`` order (the inverse of ``values``)."""
+        v = values
+        return cls(group, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], list(v[9 : 9 + _BUCKETS]))
+
+    @property
+    def latency_mean_ms(self) -> float | None:
+        return round(self.latency_us_sum / self.requests / 1000, 3) if self.requests else None
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """The q-quantile of the requests' latency, estimated from the buckets: linear within the bucket
+        it falls in, from 0 for the first; in the open top bucket, that bucket's lower bound."""
+        count = sum(self.latency_buckets)
+        if not count:
+            return None
+        rank = q * count
+        below, lower = 0, 0.0
+        for n, upper in zip(self.latency_buckets, LATENCY_BOUNDS_MS, strict=False):
+            if n and below + n >= rank:
+                return round(lower + (upper - lower) * max(0.0, rank - below) / n, 3)
+            below += n
+            lower = float(upper)
+        return lower
+
+
+# The sums an aggregate row stores, in ``SpendLine.values`` order: the columns of ``spend_daily`` after
+# (dim, day, value), and of every report read from it.
+SUM_COLUMNS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_nanos",
+    "cache_hits",
+    "cost_saved_nanos",
+    "latency_us_sum",
+    *LATENCY_COLUMNS,
+)
+
+
+def _row_sums() -> dict[str, str]:
+    """SQL expressions summing ledger rows into each of the ``SUM_COLUMNS``, in order, for either dialect."""
+    bounds = (None, *LATENCY_BOUNDS_MS)
+    buckets = []
+    for lower, upper in zip(bounds, (*LATENCY_BOUNDS_MS, None), strict=True):
+        conds = (f"latency_ms > {lower}" if lower else "", f"latency_ms <= {upper}" if upper else "")
+        cond = " AND ".join(c for c in conds if c)
+        buckets.append(f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)")
+    exprs = (
+        "COUNT(*)",
+        "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END)",
+        "SUM(input_tokens)",
+        "SUM(output_tokens)",
+        "SUM(cached_tokens)",
+        "SUM(cost_nanos)",
+        "SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END)",
+        "SUM(cost_saved_nanos)",
+        # As aggregate() rounds: latencies are stored to the microsecond, so this is exact.
+        "SUM(CAST(ROUND(latency_ms * 1000) AS BIGINT))",
+        *buckets,
+    )
+    return dict(zip(SUM_COLUMNS, exprs, strict=True))
+
+
+ROW_SUMS_SQL = _row_sums()
 
 
 AggregateKey = tuple[str, str, str]  # (dimension, ISO day, value)
@@ -230,6 +342,10 @@ def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, SpendLine]]
     few callers, and each distinct caller then costs one update per dimension instead of each row."""
     groups: dict[tuple[int, str | None, str | None, str | None, str | None, str], tuple[LedgerRow, SpendLine]] = {}
     for row in rows:
+        if row.endpoint == SHADOW_ENDPOINT:
+            # In no aggregate; skipped here, not by its group's first row, as it may share a group (a
+            # shadow row has no key, user, team or org, as a request refused before authentication).
+            continue
         # The day number as LedgerRow.day computes it (cheaper than a date per row).
         group = (int(row.ts // 86_400), row.key_id, row.user_id, row.team_id, row.org_id, row.model_label())
         found = groups.get(group)
@@ -242,6 +358,11 @@ def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, SpendLine]]
         line.output_tokens += row.output_tokens
         line.cached_tokens += row.cached_tokens
         line.cost_nanos += row.cost_nanos
+        line.cache_hits += row.cache_hit
+        line.cost_saved_nanos += row.cost_saved_nanos
+        latency = row.latency_ms
+        line.latency_us_sum += int(latency * 1000 + 0.5)
+        line.latency_buckets[bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
     acc: dict[AggregateKey, SpendLine] = {}
     for row, sums in groups.values():
         day = row.day.isoformat()
@@ -264,14 +385,19 @@ def unique_rows(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
     return out
 
 
+# A row's model label (LedgerRow.model_label) in SQL.
+_MODEL_SQL = (
+    "CASE WHEN COALESCE(provider, '') <> '' AND COALESCE(upstream_model, '') <> '' "
+    "THEN provider || '/' || upstream_model ELSE COALESCE(requested_model, '') END"
+)
+
+
 def team_aggregates_backfill(day: str) -> str:
     """SQL (statements split by ';') adding the per-team aggregates of every ledger row already stored,
     for a database written before they existed. ``day`` is the dialect's expression for a row's UTC day.
-    The values are computed as ``dimension_values`` computes them; the migration runs before any writer."""
-    model = (
-        "CASE WHEN COALESCE(provider, '') <> '' AND COALESCE(upstream_model, '') <> '' "
-        "THEN provider || '/' || upstream_model ELSE COALESCE(requested_model, '') END"
-    )
+    The values are computed as ``dimension_values`` computes them; the migration runs before any writer.
+    Frozen: it is migration ``ledger_0002``, run against the columns of its time."""
+    model = _MODEL_SQL
     sums = (
         "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(input_tokens), SUM(output_tokens), "
         "SUM(cached_tokens), SUM(cost_nanos)"
@@ -284,6 +410,44 @@ def team_aggregates_backfill(day: str) -> str:
             f"cached_tokens, cost_nanos) SELECT '{dim}@team:' || team_id, {day}, {value}, {sums} "
             "FROM ledger WHERE COALESCE(team_id, '') <> '' GROUP BY 1, 2, 3"
         )
+    return ";\n".join(statements)
+
+
+# The aggregate columns ledger_0003 added, and those it backfills (rows before it saved nothing). Spelled
+# out, not derived from SUM_COLUMNS: a migration must not change when later columns are added.
+_LEDGER_0003_COLUMNS = ("cache_hits", "cost_saved_nanos", "latency_us_sum", *LATENCY_COLUMNS)
+_BACKFILLED = ("cache_hits", "latency_us_sum", *LATENCY_COLUMNS)
+
+
+def latency_columns_migration(integer: str, day: str) -> str:
+    """SQL of migration ``ledger_0003``: ``cost_saved_nanos`` on ledger rows; cache hits, savings and
+    latency (sum and buckets) on the aggregates, backfilled from the ledger rows already stored.
+
+    ``integer`` is the dialect's 64-bit integer type, ``day`` its expression for a row's UTC day. The
+    rows are summed once per distinct (day, key, user, team, org, model), as ``aggregate`` does, and every
+    dimension is then read from those sums. Aggregates whose rows retention already deleted keep 0
+    (their latency is unknown). The migration runs before any writer, so it sets rather than adds."""
+    statements = [f"ALTER TABLE ledger ADD COLUMN cost_saved_nanos {integer} NOT NULL DEFAULT 0"]
+    statements += [f"ALTER TABLE spend_daily ADD COLUMN {c} {integer} NOT NULL DEFAULT 0" for c in _LEDGER_0003_COLUMNS]
+    sums = ", ".join(f"{ROW_SUMS_SQL[c]} AS {c}" for c in _BACKFILLED)
+    statements.append(
+        f"CREATE TEMP TABLE ledger_0003_groups AS SELECT {day} AS day, COALESCE(key_id, '') AS k, "
+        f"COALESCE(user_id, '') AS u, COALESCE(team_id, '') AS t, COALESCE(org_id, '') AS o, {_MODEL_SQL} AS m, "
+        f"{sums} FROM ledger WHERE endpoint <> '{SHADOW_ENDPOINT}' GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    dims = [(f"'{dim}'", value, "") for dim, value in (("all", "''"), ("key", "k"), ("user", "u"), ("team", "t"))]
+    dims += [("'org'", "o", ""), ("'model'", "m", "")]
+    dims += [(f"'{dim}@team:' || t", value, "WHERE t <> ''") for dim, value in (("all", "''"), ("key", "k"))]
+    dims += [("'user@team:' || t", "u", "WHERE t <> ''"), ("'model@team:' || t", "m", "WHERE t <> ''")]
+    assign = ", ".join(f"{c} = g.{c}" for c in _BACKFILLED)
+    picked = ", ".join(f"SUM({c}) AS {c}" for c in _BACKFILLED)
+    for dim, value, where in dims:
+        statements.append(
+            f"UPDATE spend_daily SET {assign} FROM (SELECT {dim} AS dim, day, {value} AS value, {picked} "
+            f"FROM ledger_0003_groups {where} GROUP BY 1, 2, 3) AS g "
+            "WHERE spend_daily.dim = g.dim AND spend_daily.day = g.day AND spend_daily.value = g.value"
+        )
+    statements.append("DROP TABLE ledger_0003_groups")
     return ";\n".join(statements)
 
 
