@@ -284,9 +284,11 @@ def test_spend_page_shows_each_team_and_exports_csv(page: Page, gw: RunningGatew
     assert download.suggested_filename.startswith("spend-by-team-")
     exported = list(csv.reader(io.StringIO(Path(download.path()).read_text())))
     assert exported[0][0] == "team"
+    cost, saved = exported[0].index("cost_usd"), exported[0].index("cost_saved_usd")
     by_team = {row[0]: row for row in exported[1:]}
-    assert by_team["payments"][-1] == lines["payments"]["cost_usd"]
-    assert by_team["TOTAL"][-1] == report["total"]["cost_usd"]
+    assert by_team["payments"][cost] == lines["payments"]["cost_usd"]
+    assert by_team["TOTAL"][cost] == report["total"]["cost_usd"]
+    assert by_team["TOTAL"][saved] == report["total"]["cost_saved_usd"]
 
     page.get_by_label("Group by").select_option("model")
     page.get_by_role("button", name="Show report").click()
