@@ -210,7 +210,7 @@ async def test_every_grouping_adds_up_exactly_to_the_ledger(ledger: LedgerStore)
     assert scan.latency_us_sum == sum(round(r.latency_ms * 1000) for r in rows)
     expected_buckets = [0] * len(scan.latency_buckets)
     for r in rows:
-        bounds = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+        bounds = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
         expected_buckets[next((i for i, b in enumerate(bounds) if r.latency_ms <= b), len(bounds))] += 1
     assert scan.latency_buckets == expected_buckets
     for by in GROUP_BYS:
@@ -375,7 +375,7 @@ async def test_upgrading_backfills_latency_and_cache_hits_of_rows_stored_before(
         after = total(await store.spend("day", DAY2, DAY2))
         assert (after.cache_hits, after.cost_saved_nanos) == (before.cache_hits + 1, 900)
         assert after.latency_us_sum == before.latency_us_sum + 20_000
-        assert after.latency_buckets[0] == before.latency_buckets[0] + 1
+        assert after.latency_buckets[1] == before.latency_buckets[1] + 1  # 20 ms: in (10, 25]
     finally:
         if backend == "sqlite":
             db.close()
@@ -482,6 +482,6 @@ async def test_shadow_rows_are_stored_but_in_no_report_or_total(ledger: LedgerSt
         lines = await ledger.spend(by, DAY1, DAY1)
         assert sum(line.cost_nanos for line in lines) == 1_500, by
         assert sum(line.requests for line in lines) == 2, by
-        assert sum(line.latency_buckets[0] for line in lines) == 2, by
+        assert sum(line.latency_buckets[1] for line in lines) == 2, by  # 12.5 ms: in (10, 25]
     totals = await ledger.scan_totals(DAY1, DAY1)
     assert (totals.requests, totals.cost_nanos) == (2, 1_500)

@@ -45,7 +45,7 @@ MAX_TAG_VALUE = 256
 
 # Upper bounds (ms, inclusive) of the aggregates' latency buckets, plus one bucket for anything slower:
 # from cache hits to long generations. Part of the schema (one column each): changing them is a migration.
-LATENCY_BOUNDS_MS: tuple[int, ...] = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+LATENCY_BOUNDS_MS: tuple[int, ...] = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 LATENCY_COLUMNS: tuple[str, ...] = (
     *(f"latency_le_{b}ms" for b in LATENCY_BOUNDS_MS),
     f"latency_gt_{LATENCY_BOUNDS_MS[-1]}ms",

@@ -1,7 +1,7 @@
 // The admin console: sign-in, hash routing (#/overview, #/keys, …) and the pages, each reading the admin API
 // with the signed-in key. The key lives in sessionStorage (this tab only) and travels only as a bearer header.
 import { h, field, select, panel, table, badge, empty, fmt, isoDay, daysAgo } from './dom.js';
-import { columnChart, lineChart, barList } from './charts.js';
+import { columnChart, lineChart, multiLineChart, barList } from './charts.js';
 
 const STORE = 'tollgate.adminKey';
 const $ = (id) => document.getElementById(id);
@@ -182,9 +182,12 @@ async function overviewPage() {
   const kpis = h('div', { class: 'kpis' },
     kpi('Requests', fmt.int(t.requests), `last ${overviewDays} days`, { 'data-kpi': 'requests' }),
     kpi('Errors', fmt.int(t.errors), `${fmt.pct(errRate)} of requests`, { 'data-kpi': 'errors' }),
-    kpi('Latency p50 / p95', lat && lat.count ? `${fmt.ms(lat.p50_ms)} / ${fmt.ms(lat.p95_ms)}` : '–',
-      lat ? `${fmt.int(lat.count)} model calls since this process started` : 'metrics are disabled', { 'data-kpi': 'latency' }),
-    kpi('Spend', fmt.usd(t.cost_usd), `${fmt.int(t.input_tokens + t.output_tokens)} tokens`, { 'data-kpi': 'spend', title: `$${t.cost_usd}` }));
+    // From the ledger (every replica's requests in the window); p50 / p95 are estimated from its buckets.
+    kpi('Latency p50 / p95', t.requests ? `${fmt.ms(t.latency_p50_ms)} / ${fmt.ms(t.latency_p95_ms)}` : '–',
+      t.requests ? `mean ${fmt.ms(t.latency_mean_ms)}, last ${overviewDays} days` : 'no requests yet', { 'data-kpi': 'latency' }),
+    kpi('Spend', fmt.usd(t.cost_usd), `${fmt.int(t.input_tokens + t.output_tokens)} tokens`, { 'data-kpi': 'spend', title: `$${t.cost_usd}` }),
+    kpi('Saved by the cache', fmt.usd(t.cost_saved_usd), `${fmt.int(t.cache_hits)} cache hit${t.cache_hits === 1 ? '' : 's'} at cost 0`,
+      { 'data-kpi': 'saved', title: `$${t.cost_saved_usd}` }));
   const top = (report, key) => report.data.slice(0, 8).map((l) => ({ label: l[key] ?? '(none)', value: Number(l.cost_usd) }));
   const charts = h('div', { class: 'grid grid-2' },
     panel('Requests and errors per day', columnChart({ label: 'Requests and errors per day', labels, detail,
@@ -193,7 +196,15 @@ async function overviewPage() {
         { name: 'errors', values: ov.days.map((d) => d.errors), cls: 'bar-2' }] })),
     panel('Spend per day (USD)', lineChart({ label: 'Spend per day in US dollars', labels, detail, name: 'spend',
       values: ov.days.map((d) => Number(d.cost_usd)), format: fmt.usd })),
-    panel('Latency of model calls', lat && lat.count
+    panel('Latency per day', t.requests
+      ? multiLineChart({ label: 'Latency per day in milliseconds', labels, detail, format: fmt.ms, series: [
+        { name: 'p50', values: ov.days.map((d) => d.latency_p50_ms), cls: 'line' },
+        { name: 'p95', values: ov.days.map((d) => d.latency_p95_ms), cls: 'line-2' },
+        { name: 'mean', values: ov.days.map((d) => d.latency_mean_ms), cls: 'line-3' }] })
+      : empty('No latency yet', 'Requests show up here once the ledger has written them.'),
+      h('p', { class: 'muted small' }, 'Every request in the ledger, cache hits and errors included; p50 and p95 are '
+        + 'estimated from the ledger\'s latency buckets (exact to the bucket, not to the millisecond).')),
+    panel('Latency of model calls (this process)', lat && lat.count
       ? columnChart({ label: 'Latency distribution of model calls', format: fmt.int,
         labels: lat.buckets.map((b) => (b.le_ms === null ? 'slower' : b.le_ms < 1000 ? `≤${b.le_ms} ms` : `≤${b.le_ms / 1000} s`)),
         series: [{ name: 'calls', values: lat.buckets.map((b) => b.count) }] })

@@ -18,17 +18,17 @@ def line_of(latencies: list[float]) -> SpendLine:
 
 
 def test_bounds_are_inclusive_and_the_top_bucket_is_open() -> None:
-    line = line_of([0.0, 50.0, 50.001, 60_000.0, 60_000.001, 3_600_000.0])
-    assert line.latency_buckets == [2, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2]
+    line = line_of([0.0, 50.0, 50.001, 60_000.0, 60_000.001, 3_600_000.0])  # 0 in [0, 10], 50 in (25, 50]
+    assert line.latency_buckets == [1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2]
     assert len(line.latency_buckets) == len(LATENCY_BOUNDS_MS) + 1
     assert line.latency_us_sum == 3_720_100_002
     assert line.latency_mean_ms == round(3_720_100.002 / 6, 3)
 
 
 def test_percentiles_are_linear_within_the_bucket_they_fall_in() -> None:
-    # 100 requests: 40 at most 50 ms, 40 in (50, 100], 20 in (1000, 2500].
-    line = line_of([10.0] * 40 + [75.0] * 40 + [2000.0] * 20)
-    assert line.latency_quantile_ms(0.2) == 25.0  # 20th of the 40 in [0, 50]
+    # 100 requests: 40 at most 10 ms, 40 in (50, 100], 20 in (1000, 2500].
+    line = line_of([8.0] * 40 + [75.0] * 40 + [2000.0] * 20)
+    assert line.latency_quantile_ms(0.2) == 5.0  # 20th of the 40 in [0, 10]
     assert line.latency_quantile_ms(0.5) == 62.5  # 10th of the 40 in (50, 100]
     assert line.latency_quantile_ms(0.95) == 2125.0  # 15th of the 20 in (1000, 2500]
     assert line.latency_quantile_ms(1.0) == 2500.0
