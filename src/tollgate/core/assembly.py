@@ -220,6 +220,7 @@ def build_gateway(
             await asyncio.to_thread(tracer.shutdown)
 
         gateway.closers += (flush_traces,)
+    langfuse: LangfuseExporter | None = None
     if config.langfuse.enabled:
         # FINALIZE after the ledger (it prices the call); a service so its queue is flushed at shutdown.
         langfuse = LangfuseExporter(config.langfuse)
@@ -247,6 +248,10 @@ def build_gateway(
             secret_refresh_failures=lambda: store.failures if store is not None else 0,
             secret_rotations=lambda: store.rotations if store is not None else 0,
             routing_sync_errors=(lambda: routing_bus.errors) if routing_bus is not None else None,
+            langfuse_exported=(lambda: langfuse.exported) if langfuse is not None else None,
+            langfuse_rejected=(lambda: langfuse.rejected) if langfuse is not None else None,
+            langfuse_dropped=(lambda: langfuse.dropped) if langfuse is not None else None,
+            langfuse_batch_failures=(lambda: langfuse.failed_batches) if langfuse is not None else None,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

@@ -295,6 +295,22 @@ class GatewayMetrics:
             "Failed exchanges of shared routing state (breaker transitions, latency averages) with Redis; "
             "meanwhile this replica routes on its own state.",
         )
+        self.langfuse_events = self._counter(
+            "tollgate_langfuse_events",
+            "Events sent to Langfuse (a trace and a generation per model call), by outcome: exported (accepted) "
+            "or rejected (refused per event in a 207 answer, or in a batch refused with a 4xx; not retried).",
+            ("outcome",),
+        )
+        self.langfuse_generations_dropped = self._counter(
+            "tollgate_langfuse_generations_dropped",
+            "Model calls never delivered to Langfuse: the export queue was full (Langfuse slow or down), the "
+            "exporter had stopped, or their batch was lost after the last retry.",
+        )
+        self.langfuse_batch_failures = self._counter(
+            "tollgate_langfuse_batch_failures",
+            "Batches to Langfuse that failed: lost after the last retry (network error, 429, 5xx) or refused "
+            "whole with a 4xx (wrong keys or host).",
+        )
 
         # What is running.
         self.build_info = self._gauge(

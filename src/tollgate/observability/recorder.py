@@ -45,6 +45,10 @@ class StateReadings:
     secret_refresh_failures: Reading | None = None
     secret_rotations: Reading | None = None
     routing_sync_errors: Reading | None = None
+    langfuse_exported: Reading | None = None
+    langfuse_rejected: Reading | None = None
+    langfuse_dropped: Reading | None = None
+    langfuse_batch_failures: Reading | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,10 @@ class MetricsRecorder:
                 (r.secret_refresh_failures, m.secret_refresh_failures),
                 (r.secret_rotations, m.secret_rotations),
                 (r.routing_sync_errors, m.routing_sync_errors),
+                (r.langfuse_exported, m.langfuse_events.labels("exported")),
+                (r.langfuse_rejected, m.langfuse_events.labels("rejected")),
+                (r.langfuse_dropped, m.langfuse_generations_dropped),
+                (r.langfuse_batch_failures, m.langfuse_batch_failures),
             )
             if read is not None
         ]
