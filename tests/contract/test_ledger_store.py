@@ -122,7 +122,7 @@ def _old_values(r: LedgerRow, ts: object) -> tuple[object, ...]:
 
 
 def _old_aggregates(rows: list[LedgerRow]) -> list[tuple[str, str, str, int, int, int, int, int, int]]:
-    return [(*key, *line.values()[:6]) for key, line in aggregate(rows)]
+    return [(*key, *sums[:6]) for key, sums in aggregate(rows)]
 
 
 def write_old_sqlite(db: SQLiteDatabase, rows: list[LedgerRow]) -> Awaitable[None]:

@@ -34,7 +34,7 @@ class MemoryLedgerStore:
             line = self._daily.get(key)
             if line is None:
                 line = self._daily[key] = SpendLine(key[2])
-            line.add(delta)
+            line.add(SpendLine.of(key[2], delta))
         return len(new)
 
     async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:

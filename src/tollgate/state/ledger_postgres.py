@@ -205,7 +205,7 @@ class PostgresLedgerStore:
                     new = [by_id[rec["id"]] for rec in inserted]
                     deltas = aggregate(new)
                     if deltas:
-                        sums = list(zip(*(d.values() for _, d in deltas), strict=True))
+                        sums = list(zip(*(d for _, d in deltas), strict=True))
                         await conn.execute(
                             _UPSERT_DAILY,
                             [k[0] for k, _ in deltas],

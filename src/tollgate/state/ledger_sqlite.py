@@ -214,7 +214,7 @@ class SQLiteLedgerStore:
                     existing.update(x[0] for x in c.execute(f"SELECT id FROM ledger WHERE id IN ({marks})", ids))
                 new = [r for r in batch if r.id not in existing]
                 c.executemany(_INSERT, [row_values(r) for r in new])
-                c.executemany(_UPSERT_DAILY, [(*key, *d.values()) for key, d in aggregate(new)])
+                c.executemany(_UPSERT_DAILY, [(*key, *sums) for key, sums in aggregate(new)])
                 c.execute("COMMIT")
                 return len(new)
             except BaseException:

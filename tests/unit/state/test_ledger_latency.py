@@ -13,8 +13,8 @@ def line_of(latencies: list[float]) -> SpendLine:
         LedgerRow(id=f"r{i}", request_id=f"q{i}", ts=0.0, endpoint="chat", latency_ms=ms)
         for i, ms in enumerate(latencies)
     ]
-    (_, line), *_ = aggregate(rows)  # the "all" dimension sorts first
-    return line
+    (key, sums), *_ = aggregate(rows)  # the "all" dimension sorts first
+    return SpendLine.of(key[2], sums)
 
 
 def test_bounds_are_inclusive_and_the_top_bucket_is_open() -> None:
