@@ -23,7 +23,6 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from operator import add
 from typing import Literal, Protocol
 
 import orjson
@@ -216,7 +215,7 @@ class SpendLine:
         self.cache_hits += other.cache_hits
         self.cost_saved_nanos += other.cost_saved_nanos
         self.latency_us_sum += other.latency_us_sum
-        self.latency_buckets = list(map(add, self.latency_buckets, other.latency_buckets))
+        self.latency_buckets = [a + b for a, b in zip(self.latency_buckets, other.latency_buckets, strict=True)]
 
     def values(self) -> tuple[int, ...]:
         """Every sum in storage order (``SUM_COLUMNS``): what an aggregate row holds."""
@@ -309,58 +308,59 @@ AggregateKey = tuple[str, str, str]  # (dimension, ISO day, value)
 TEAM_GROUP_BYS: tuple[GroupBy, ...] = ("user", "model", "key", "day")
 
 
-def dimension_values(row: LedgerRow) -> tuple[tuple[str, str], ...]:
-    if row.endpoint == SHADOW_ENDPOINT:
-        return ()  # a shadow call is the operator's experiment, not the tenant's spend: in no aggregate
-    key, user, model = row.key_id or NONE_VALUE, row.user_id or NONE_VALUE, row.model_label()
-    dims = (
-        ("all", NONE_VALUE),
-        ("key", key),
-        ("user", user),
-        ("team", row.team_id or NONE_VALUE),
-        ("org", row.org_id or NONE_VALUE),
-        ("model", model),
-    )
-    team = row.team_id
+def caller_dimensions(key: str | None, user: str | None, team: str | None) -> tuple[tuple[str, str], ...]:
+    """The (dimension, value) pairs naming the caller: its key and user, gateway-wide and within its team."""
+    key_value, user_value = key or NONE_VALUE, user or NONE_VALUE
     if not team:
-        return dims
+        return (("key", key_value), ("user", user_value))
     # The same aggregates within the row's team, so a team's own report reads a handful of aggregate
     # rows too (never the ledger). Dimension names: "<dim>@team:<team id>".
     return (
-        *dims,
-        (f"all@team:{team}", NONE_VALUE),
-        (f"key@team:{team}", key),
-        (f"user@team:{team}", user),
-        (f"model@team:{team}", model),
+        ("key", key_value),
+        ("user", user_value),
+        (f"key@team:{team}", key_value),
+        (f"user@team:{team}", user_value),
     )
+
+
+def shared_dimensions(team: str | None, org: str | None, model: str) -> tuple[tuple[str, str], ...]:
+    """The (dimension, value) pairs many callers share: the day's total, team, org and model."""
+    dims = (("all", NONE_VALUE), ("team", team or NONE_VALUE), ("org", org or NONE_VALUE), ("model", model))
+    if not team:
+        return dims
+    return (*dims, (f"all@team:{team}", NONE_VALUE), (f"model@team:{team}", model))
 
 
 AggregateDelta = list[int]  # the sums an aggregate row gains, in SUM_COLUMNS order
 _FIRST_BUCKET = len(SUM_COLUMNS) - _BUCKETS
+_Group = tuple[int, str | None, str | None, str | None, str | None, str]  # (day number, key, user, team, org, model)
+
+
+def _column_sums(vectors: list[list[int]]) -> list[int]:
+    # In C (zip + sum), one list for all: cheaper than adding lists pairwise. Never changed in place later.
+    return vectors[0] if len(vectors) == 1 else list(map(sum, zip(*vectors, strict=True)))
 
 
 def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, AggregateDelta]]:
     """The increments a set of newly inserted rows adds to the daily aggregates (``SUM_COLUMNS`` order),
     sorted by key so that concurrent writers lock aggregate rows in the same order (no deadlocks between
-    replicas).
+    replicas). Each row counts once in every dimension: all, key, user, team, org, model, and within its
+    team all, key, user, model. Shadow calls count in none.
 
-    Rows are first summed per distinct (day, key, user, team, org, model): a batch holds many requests of
-    few callers, and each distinct caller then costs one update per dimension instead of each row. The
-    sums are flat lists of ints, added per dimension by one ``map`` (in C): this is the writer's hot loop,
-    and its cost per row hardly grows with the number of columns."""
-    groups: dict[tuple[int, str | None, str | None, str | None, str | None, str], tuple[LedgerRow, list[int]]] = {}
+    This is the writer's hot loop, so it sums in stages: rows per distinct (day, key, user, team, org,
+    model) first (a batch holds many requests of few callers), then those per (day, team, org, model) for
+    the dimensions many callers share (all, team, org, model), so a wide aggregate row (latency buckets
+    included) is added up from a few dozen partial sums, not from every caller's."""
+    groups: dict[_Group, list[int]] = {}
     width = len(SUM_COLUMNS)
     for row in rows:
         if row.endpoint == SHADOW_ENDPOINT:
-            # In no aggregate; skipped here, not by its group's first row, as it may share a group (a
-            # shadow row has no key, user, team or org, as a request refused before authentication).
-            continue
+            continue  # the operator's experiment (policies/shadow.py), not the tenant's spend
         # The day number as LedgerRow.day computes it (cheaper than a date per row).
         group = (int(row.ts // 86_400), row.key_id, row.user_id, row.team_id, row.org_id, row.model_label())
-        found = groups.get(group)
-        if found is None:
-            found = groups[group] = (row, [0] * width)
-        v = found[1]
+        v = groups.get(group)
+        if v is None:
+            v = groups[group] = [0] * width
         v[0] += 1
         if row.status >= 400:
             v[1] += 1
@@ -374,15 +374,34 @@ def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, AggregateDe
         latency = row.latency_ms
         v[8] += int(latency * 1000 + 0.5)
         v[_FIRST_BUCKET + bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
-    acc: dict[AggregateKey, list[int]] = {}
-    for row, sums in groups.values():
-        day = row.day.isoformat()
-        for dim, value in dimension_values(row):
-            key = (dim, day, value)
-            target = acc.get(key)
-            # Never added to in place: a group's list may be shared by several keys.
-            acc[key] = sums if target is None else list(map(add, target, sums))
-    return sorted(acc.items(), key=lambda item: item[0])
+    days: dict[int, str] = {}
+    acc: dict[AggregateKey, list[list[int]]] = {}
+    shared: dict[tuple[int, str | None, str | None, str], list[list[int]]] = {}
+    for (day_number, key, user, team, org, model), sums in groups.items():
+        day = days.get(day_number)
+        if day is None:
+            day = days[day_number] = (_EPOCH + timedelta(days=day_number)).isoformat()
+        for dim, value in caller_dimensions(key, user, team):
+            found = acc.get((dim, day, value))
+            if found is None:
+                acc[(dim, day, value)] = [sums]
+            else:
+                found.append(sums)
+        part = shared.get((day_number, team, org, model))
+        if part is None:
+            shared[(day_number, team, org, model)] = [sums]
+        else:
+            part.append(sums)
+    for (day_number, team, org, model), parts in shared.items():
+        sums = _column_sums(parts)
+        day = days[day_number]
+        for dim, value in shared_dimensions(team, org, model):
+            found = acc.get((dim, day, value))
+            if found is None:
+                acc[(dim, day, value)] = [sums]
+            else:
+                found.append(sums)
+    return sorted(((key, _column_sums(vectors)) for key, vectors in acc.items()), key=lambda item: item[0])
 
 
 def unique_rows(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
@@ -406,7 +425,7 @@ _MODEL_SQL = (
 def team_aggregates_backfill(day: str) -> str:
     """SQL (statements split by ';') adding the per-team aggregates of every ledger row already stored,
     for a database written before they existed. ``day`` is the dialect's expression for a row's UTC day.
-    The values are computed as ``dimension_values`` computes them; the migration runs before any writer.
+    The values are computed as ``aggregate`` computes them; the migration runs before any writer.
     Frozen: it is migration ``ledger_0002``, run against the columns of its time."""
     model = _MODEL_SQL
     sums = (
