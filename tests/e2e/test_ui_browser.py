@@ -430,6 +430,10 @@ def test_cache_page_shows_the_hit(page: Page, gw: RunningGateway, shots: Path) -
     )
     expect(page.locator('[data-kpi="entries"] .value')).to_have_text(str(stats["entries"]))
     expect(page.get_by_role("table", name="Cache by model")).to_contain_text("assistant")
+    # Money saved is the ledger's (every replica's): the one hit, at the demo call's price.
+    assert (stats["ledger"]["hits"], stats["ledger"]["usd_saved"]) == (1, f"{PER_REQUEST_USD:.9f}")
+    expect(page.locator('[data-kpi="money-saved"]')).to_have_attribute("title", f"${stats['ledger']['usd_saved']}")
+    expect(page.locator('[data-kpi="money-saved"] .sub')).to_have_text("1 hit in the last 30 days, all replicas")
     _screenshot(page, shots, "cache")
 
 

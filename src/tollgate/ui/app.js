@@ -505,11 +505,16 @@ async function cachePage() {
       kpi('Hit rate', lookups ? fmt.pct(p.hits / lookups) : '–', `${fmt.int(p.hits)} hits, ${fmt.int(p.misses)} misses`, { 'data-kpi': 'hit-rate' }),
       kpi('Entries', fmt.int(c.entries), `${fmt.bytes(c.bytes)} in ${c.backend}`, { 'data-kpi': 'entries' }),
       kpi('Tokens saved', fmt.int(p.tokens_saved), 'served from the cache'),
-      kpi('Money saved', fmt.usd(p.usd_saved), 'at the providers\u2019 prices')),
+      // From the ledger: every replica's hits (when the ledger is shared), surviving restarts.
+      c.ledger
+        ? kpi('Money saved', fmt.usd(c.ledger.usd_saved), `${fmt.int(c.ledger.hits)} hit${c.ledger.hits === 1 ? '' : 's'} in the last 30 days, all replicas`,
+          { 'data-kpi': 'money-saved', title: `$${c.ledger.usd_saved}` })
+        : kpi('Money saved', fmt.usd(p.usd_saved), 'at the providers\u2019 prices')),
     h('div', { class: 'grid grid-2' },
       panel('By model', byModel.length ? table(tallyCols('Model'), byModel, { caption: 'Cache by model' }) : h('p', { class: 'muted' }, 'No lookups yet.')),
       panel('By scope', byScope.length ? table(tallyCols('Scope'), byScope, { caption: 'Cache by scope' }) : h('p', { class: 'muted' }, 'No lookups yet.'))),
-    h('p', { class: 'muted small' }, 'Hits and misses count this process since it started; entries are the store\u2019s (shared when it is Redis).'),
+    h('p', { class: 'muted small' }, 'Money saved is the ledger\u2019s: what cache hits would have cost at the models\u2019 prices, '
+      + 'over the last 30 days. Hits, misses and the tables count this process since it started; entries are the store\u2019s (shared when it is Redis).'),
   ];
 }
 
