@@ -33,8 +33,9 @@ from tollgate.context import Principal, RequestContext
 from tollgate.policies.ledger import LedgerPolicy
 from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment
-from tollgate.state.ledger import GROUP_BYS, ROW_SUMS_SQL, SUM_COLUMNS, LedgerRow, LedgerStore
+from tollgate.state.ledger import GROUP_BYS, SUM_COLUMNS, LedgerRow, LedgerStore
 from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
+from tollgate.state.ledger_sql import ROW_SUMS_SQL
 from tollgate.state.ledger_sqlite import COLUMNS, LEDGER_MIGRATIONS, SQLiteLedgerStore, row_values
 from tollgate.state.postgres import PostgresDatabase
 from tollgate.state.sqlite import SQLiteDatabase
@@ -118,7 +119,7 @@ def synthetic(n: int) -> list[LedgerRow]:
     return rows
 
 
-# Aggregates rebuilt from the ledger rows, every sum (state/ledger.py's ROW_SUMS_SQL: cost, cache savings,
+# Aggregates rebuilt from the ledger rows, every sum (state/ledger_sql.py's ROW_SUMS_SQL: cost, cache savings,
 # latency sum and buckets): also how to rebuild them after a partial restore (docs/cost-and-ledger.md).
 _AGG_SQL = (
     f"INSERT INTO spend_daily (dim, day, value, {', '.join(SUM_COLUMNS)}) "

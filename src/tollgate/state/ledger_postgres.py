@@ -13,7 +13,6 @@ import asyncpg
 import orjson
 
 from tollgate.state.ledger import (
-    ROW_SUMS_SQL,
     SHADOW_ENDPOINT,
     SUM_COLUMNS,
     GroupBy,
@@ -21,11 +20,10 @@ from tollgate.state.ledger import (
     SpendLine,
     aggregate,
     dimension_for,
-    latency_columns_migration,
     sort_lines,
-    team_aggregates_backfill,
     unique_rows,
 )
+from tollgate.state.ledger_sql import ROW_SUMS_SQL, latency_columns_migration, team_aggregates_backfill
 from tollgate.state.postgres import PostgresDatabase
 
 log = logging.getLogger("tollgate.ledger")

@@ -9,7 +9,6 @@ from datetime import date
 import orjson
 
 from tollgate.state.ledger import (
-    ROW_SUMS_SQL,
     SHADOW_ENDPOINT,
     SUM_COLUMNS,
     GroupBy,
@@ -18,11 +17,10 @@ from tollgate.state.ledger import (
     aggregate,
     day_bounds,
     dimension_for,
-    latency_columns_migration,
     sort_lines,
-    team_aggregates_backfill,
     unique_rows,
 )
+from tollgate.state.ledger_sql import ROW_SUMS_SQL, latency_columns_migration, team_aggregates_backfill
 from tollgate.state.sqlite import SQLiteDatabase
 
 # Named and append-only, like every store's list (see sqlite.py). No ';' inside a statement: the
