@@ -33,9 +33,10 @@ from tollgate.context import Principal, RequestContext
 from tollgate.policies.ledger import LedgerPolicy
 from tollgate.pricing import PriceBook
 from tollgate.providers.base import Deployment
-from tollgate.state.ledger import GROUP_BYS, LedgerRow, LedgerStore
+from tollgate.state.ledger import GROUP_BYS, SUM_COLUMNS, LedgerRow, LedgerStore
 from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
-from tollgate.state.ledger_sqlite import LEDGER_MIGRATIONS, SQLiteLedgerStore, row_values
+from tollgate.state.ledger_sql import ROW_SUMS_SQL
+from tollgate.state.ledger_sqlite import COLUMNS, LEDGER_MIGRATIONS, SQLiteLedgerStore, row_values
 from tollgate.state.postgres import PostgresDatabase
 from tollgate.state.sqlite import SQLiteDatabase
 from tollgate.wire.openai import Usage
@@ -118,12 +119,13 @@ def synthetic(n: int) -> list[LedgerRow]:
     return rows
 
 
-_AGG_SQL = """
-    INSERT INTO spend_daily (dim, day, value, requests, errors, input_tokens, output_tokens, cached_tokens, cost_nanos)
-    SELECT '{dim}', {day}, {value}, count(*), sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END), sum(input_tokens),
-        sum(output_tokens), sum(cached_tokens), sum(cost_nanos)
-    FROM ledger GROUP BY 2, 3
-"""
+# Aggregates rebuilt from the ledger rows, every sum (state/ledger_sql.py's ROW_SUMS_SQL: cost, cache savings,
+# latency sum and buckets): also how to rebuild them after a partial restore (docs/cost-and-ledger.md).
+_AGG_SQL = (
+    f"INSERT INTO spend_daily (dim, day, value, {', '.join(SUM_COLUMNS)}) "
+    f"SELECT '{{dim}}', {{day}}, {{value}}, {', '.join(ROW_SUMS_SQL.values())} "
+    "FROM ledger WHERE endpoint <> 'shadow' GROUP BY 2, 3"
+)
 _VALUES = {
     "all": "''",
     "key": "coalesce(key_id, '')",
@@ -165,10 +167,8 @@ async def sqlite_bench(n_writer: int, n_report: int, tmp: Path) -> None:
 
     def load(c: sqlite3.Connection) -> None:
         c.execute("BEGIN")
-        cols = "id, request_id, ts, endpoint, key_id, user_id, team_id, org_id, requested_model, provider, "
-        cols += "upstream_model, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, status, "
-        cols += "error_type, cache_hit, stream, client_disconnected, usage_estimated, tags"
-        c.executemany(f"INSERT INTO ledger ({cols}) VALUES ({', '.join('?' * 23)})", map(row_values, rows))
+        cols = ", ".join(COLUMNS)
+        c.executemany(f"INSERT INTO ledger ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})", map(row_values, rows))
         for dim, value in _VALUES.items():
             c.execute(_AGG_SQL.format(dim=dim, day="date(ts, 'unixepoch')", value=value))
         c.execute("COMMIT")
@@ -214,6 +214,7 @@ async def postgres_bench(n_writer: int, n_report: int, tmp: Path) -> None:
                 r.client_disconnected,
                 r.usage_estimated,
                 "{}",
+                r.cost_saved_nanos,
             )
             for r in rows
         ]

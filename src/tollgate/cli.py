@@ -302,10 +302,16 @@ def cmd_report(args: argparse.Namespace) -> int:
                 # The aggregates against a full scan of the ledger rows: they must agree exactly.
                 scan = await storage.ledger.scan_totals(since, until)
                 total = report.total
-                same = (scan.requests, scan.cost_nanos) == (total.requests, total.cost_nanos)
+                same = (scan.requests, scan.cost_nanos, scan.cost_saved_nanos) == (
+                    total.requests,
+                    total.cost_nanos,
+                    total.cost_saved_nanos,
+                )
                 verdict = "OK" if same else "MISMATCH"
                 print(
-                    f"verify: ledger rows {scan.requests}, cost {scan.cost_nanos} nano-USD: {verdict}", file=sys.stderr
+                    f"verify: ledger rows {scan.requests}, cost {scan.cost_nanos} nano-USD, saved by the cache "
+                    f"{scan.cost_saved_nanos} nano-USD: {verdict}",
+                    file=sys.stderr,
                 )
                 return 0 if same else 1
             return 0

@@ -121,6 +121,8 @@ class RequestContext:
     body: JSONObject | None = None
     cost_usd: float | None = None
     cache_hit: bool = False
+    # On a cache hit: what the answer would have cost at the model's price (the ledger records it as saved).
+    cost_saved_nanos: int = 0
     # Headers policies add to every response (e.g. rate-limit state).
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # What the guardrails did to this request (INSPECT and RESPOND), read in FINALIZE by metrics and audit.

@@ -2,7 +2,8 @@
 
 Read from the ledger's daily aggregates (fast at any ledger size); money is summed as integer
 nano-dollars and printed as exact decimals, so the total is exactly the sum of the lines and of the
-ledger rows in the range.
+ledger rows in the range. Cache hits cost 0 and carry what they saved (``cost_saved``); latency per line
+is the mean and the p50 / p95 estimated from the aggregates' buckets (see state/ledger.py).
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class SpendReport:
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([self.by, "requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"])
+        # Columns added after the first release go last, so readers of the first columns keep working.
+        head = [self.by, "requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"]
+        writer.writerow([*head, "cache_hits", "cost_saved_usd"])
         for line in [*self.lines, self.total]:
             label = "TOTAL" if line is self.total else _label(line.group)
             writer.writerow(
@@ -102,34 +105,26 @@ class SpendReport:
                     line.output_tokens,
                     line.cached_tokens,
                     usd(line.cost_nanos),
+                    line.cache_hits,
+                    usd(line.cost_saved_nanos),
                 ]
             )
         return out.getvalue()
 
     def to_table(self) -> str:
-        head = (self.by.upper(), "REQUESTS", "ERRORS", "INPUT TOK", "OUTPUT TOK", "CACHED TOK", "COST (USD)")
-        body = [
-            (
-                _label(line.group),
-                f"{line.requests:,}",
-                f"{line.errors:,}",
-                f"{line.input_tokens:,}",
-                f"{line.output_tokens:,}",
-                f"{line.cached_tokens:,}",
-                usd(line.cost_nanos),
-            )
-            for line in self.lines
-        ]
-        t = self.total
-        total = (
-            "TOTAL",
-            f"{t.requests:,}",
-            f"{t.errors:,}",
-            f"{t.input_tokens:,}",
-            f"{t.output_tokens:,}",
-            f"{t.cached_tokens:,}",
-            usd(t.cost_nanos),
+        head = (
+            self.by.upper(),
+            "REQUESTS",
+            "ERRORS",
+            "INPUT TOK",
+            "OUTPUT TOK",
+            "CACHED TOK",
+            "COST (USD)",
+            "CACHE HITS",
+            "SAVED (USD)",
         )
+        body = [_cells(_label(line.group), line) for line in self.lines]
+        total = _cells("TOTAL", self.total)
         widths = [max(len(r[i]) for r in [head, *body, total]) for i in range(len(head))]
 
         def fmt(cells: tuple[str, ...]) -> str:
@@ -147,6 +142,20 @@ class SpendReport:
         if fmt == "json":
             return orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n"
         return self.to_table()
+
+
+def _cells(label: str, line: SpendLine) -> tuple[str, ...]:
+    return (
+        label,
+        f"{line.requests:,}",
+        f"{line.errors:,}",
+        f"{line.input_tokens:,}",
+        f"{line.output_tokens:,}",
+        f"{line.cached_tokens:,}",
+        usd(line.cost_nanos),
+        f"{line.cache_hits:,}",
+        usd(line.cost_saved_nanos),
+    )
 
 
 def _label(group: str) -> str:
@@ -167,9 +176,22 @@ def _line_json(line: SpendLine, by: GroupBy | None) -> JSONObject:
             "cached_tokens": line.cached_tokens,
             "cost_usd": usd(line.cost_nanos),  # a decimal string: exact, unlike a JSON float
             "cost_nanousd": line.cost_nanos,
+            "cache_hits": line.cache_hits,
+            "cost_saved_usd": usd(line.cost_saved_nanos),  # what cache hits would have cost
+            "cost_saved_nanousd": line.cost_saved_nanos,
+            **latency_json(line),
         }
     )
     return out
+
+
+def latency_json(line: SpendLine) -> JSONObject:
+    """The mean latency, and p50 / p95 estimated from the aggregates' buckets (``None`` without requests)."""
+    return {
+        "latency_mean_ms": line.latency_mean_ms,
+        "latency_p50_ms": line.latency_quantile_ms(0.5),
+        "latency_p95_ms": line.latency_quantile_ms(0.95),
+    }
 
 
 async def spend_report(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -12,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import new_schema, require_postgres
-from tollgate.state.ledger import GROUP_BYS, SHADOW_ENDPOINT, TEAM_GROUP_BYS, LedgerRow, LedgerStore, SpendLine
+from tollgate.state.ledger import (
+    GROUP_BYS,
+    SHADOW_ENDPOINT,
+    TEAM_GROUP_BYS,
+    LedgerRow,
+    LedgerStore,
+    SpendLine,
+    aggregate,
+)
 from tollgate.state.ledger_memory import MemoryLedgerStore
 from tollgate.state.ledger_postgres import LEDGER_PG_MIGRATIONS, PostgresLedgerStore
 from tollgate.state.ledger_sqlite import LEDGER_MIGRATIONS, SQLiteLedgerStore
@@ -66,7 +75,10 @@ def row(
     request_id: str | None = None,
     row_id: str | None = None,
     tokens: tuple[int, int, int] = (10, 5, 2),
+    latency: float = 12.5,
+    saved: int | None = None,
 ) -> LedgerRow:
+    """A row; with ``saved``, a cache hit: cost 0 and that much saved."""
     n = next(_ids)
     return LedgerRow(
         id=row_id or f"lg_test{n:08d}",
@@ -83,11 +95,63 @@ def row(
         input_tokens=tokens[0],
         output_tokens=tokens[1],
         cached_tokens=tokens[2],
-        cost_nanos=cost,
-        latency_ms=12.5,
+        cost_nanos=cost if saved is None else 0,
+        latency_ms=latency,
         status=status,
         error_type="upstream_error" if status >= 400 else None,
+        cache_hit=saved is not None,
+        cost_saved_nanos=saved or 0,
     )
+
+
+# The ledger row columns and aggregate sums of schema versions before ledger_0003.
+_OLD_COLUMNS = (
+    "id, request_id, ts, endpoint, key_id, user_id, team_id, org_id, requested_model, provider, upstream_model, "
+    "input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, status, error_type, cache_hit, stream, "
+    "client_disconnected, usage_estimated, tags"
+)
+_OLD_SUMS = "requests, errors, input_tokens, output_tokens, cached_tokens, cost_nanos"
+
+
+def _old_values(r: LedgerRow, ts: object) -> tuple[object, ...]:
+    return (
+        r.id, r.request_id, ts, r.endpoint, r.key_id, r.user_id, r.team_id, r.org_id, r.requested_model, r.provider,
+        r.upstream_model, r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_nanos, r.latency_ms, r.status,
+        r.error_type, r.cache_hit, r.stream, r.client_disconnected, r.usage_estimated, "{}",
+    )  # fmt: skip
+
+
+def _old_aggregates(rows: list[LedgerRow]) -> list[tuple[str, str, str, int, int, int, int, int, int]]:
+    return [(*key, *sums[:6]) for key, sums in aggregate(rows)]
+
+
+def write_old_sqlite(db: SQLiteDatabase, rows: list[LedgerRow]) -> Awaitable[None]:
+    """As a writer of a version before ledger_0003 stored ``rows``: its columns, its aggregates."""
+
+    def tx(c: sqlite3.Connection) -> None:
+        c.execute("BEGIN")
+        c.executemany(f"INSERT INTO ledger ({_OLD_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+                      [_old_values(r, r.ts) for r in rows])  # fmt: skip
+        c.executemany(f"INSERT INTO spend_daily (dim, day, value, {_OLD_SUMS}) VALUES ({', '.join('?' * 9)})",
+                      _old_aggregates(rows))  # fmt: skip
+        c.execute("COMMIT")
+
+    return db.run(tx)
+
+
+async def write_old_postgres(pg: PostgresDatabase, rows: list[LedgerRow]) -> None:
+    pool = await pg.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        marks = ", ".join(f"${i}" for i in range(1, 24))
+        await conn.executemany(
+            f"INSERT INTO ledger ({_OLD_COLUMNS}) VALUES ({marks})",
+            [_old_values(r, datetime.fromtimestamp(r.ts, UTC)) for r in rows],
+        )
+        await conn.executemany(
+            f"INSERT INTO spend_daily (dim, day, value, {_OLD_SUMS}) VALUES ($1, $2::text::date, $3, $4, $5, $6, $7, "
+            "$8, $9)",
+            _old_aggregates(rows),
+        )
 
 
 def total(lines: list[SpendLine]) -> SpendLine:
@@ -129,6 +193,9 @@ async def test_every_grouping_adds_up_exactly_to_the_ledger(ledger: LedgerStore)
             model=rnd.choice(("gpt-4o-mini", "gpt-4.1", "claude-haiku-4-5")),
             status=rnd.choice((200, 200, 200, 429, 502)),
             tokens=(rnd.randrange(5000), rnd.randrange(5000), rnd.randrange(100)),
+            # Microseconds, as the ledger policy rounds them; some right on a bucket bound.
+            latency=rnd.choice((round(rnd.lognormvariate(6.5, 1.5), 3), 50.0, 1000.0, 60000.0, 60000.001)),
+            saved=rnd.choice((None, None, None, rnd.randrange(1, 10**8))),
         )
         for _ in range(600)
     ]
@@ -138,17 +205,17 @@ async def test_every_grouping_adds_up_exactly_to_the_ledger(ledger: LedgerStore)
     assert scan.requests == 600
     assert scan.cost_nanos == sum(r.cost_nanos for r in rows)
     assert scan.errors == sum(1 for r in rows if r.status >= 400)
+    assert scan.cache_hits == sum(r.cache_hit for r in rows)
+    assert scan.cost_saved_nanos == sum(r.cost_saved_nanos for r in rows) > 0
+    assert scan.latency_us_sum == sum(round(r.latency_ms * 1000) for r in rows)
+    expected_buckets = [0] * len(scan.latency_buckets)
+    for r in rows:
+        bounds = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+        expected_buckets[next((i for i, b in enumerate(bounds) if r.latency_ms <= b), len(bounds))] += 1
+    assert scan.latency_buckets == expected_buckets
     for by in GROUP_BYS:
         lines = await ledger.spend(by, DAY1, DAY3)
-        t = total(lines)
-        assert (t.requests, t.errors, t.input_tokens, t.output_tokens, t.cached_tokens, t.cost_nanos) == (
-            scan.requests,
-            scan.errors,
-            scan.input_tokens,
-            scan.output_tokens,
-            scan.cached_tokens,
-            scan.cost_nanos,
-        ), by
+        assert total(lines).values() == scan.values(), by  # every sum: money, hits, savings, latency
     by_user = {line.group: line.cost_nanos for line in await ledger.spend("user", DAY1, DAY3)}
     assert by_user == {
         u or "": sum(r.cost_nanos for r in rows if (r.user_id or "") == (u or "")) for u in ("alice", "bob", None)
@@ -207,7 +274,7 @@ async def test_upgrading_backfills_the_team_aggregates_of_rows_stored_before(
     if backend == "sqlite":
         path = str(tmp_path / "ledger.db")
         old = SQLiteDatabase(path, LEDGER_MIGRATIONS[:1])
-        await SQLiteLedgerStore(old).write_batch(rows)
+        await write_old_sqlite(old, rows)
         await old.run(lambda c: c.execute(clear_team_dims))  # as a version without team aggregates left it
         old.close()
         db = SQLiteDatabase(path, LEDGER_MIGRATIONS)
@@ -216,7 +283,7 @@ async def test_upgrading_backfills_the_team_aggregates_of_rows_stored_before(
         url: str = request.getfixturevalue("postgres_url")
         schema = new_schema()
         pg_old = PostgresDatabase(url, LEDGER_PG_MIGRATIONS[:1], schema=schema)
-        await PostgresLedgerStore(pg_old).write_batch(rows)
+        await write_old_postgres(pg_old, rows)
         await (await pg_old.pool()).execute(clear_team_dims)
         await pg_old.close()
         pg = PostgresDatabase(url, LEDGER_PG_MIGRATIONS, schema=schema)
@@ -242,6 +309,73 @@ async def test_upgrading_backfills_the_team_aggregates_of_rows_stored_before(
         await store.write_batch([row(at(DAY2), team="red", user="alice", cost=7)])
         by_user = {line.group: line.cost_nanos for line in await store.spend("user", DAY1, DAY2, "red")}
         assert by_user["alice"] == 107
+    finally:
+        if backend == "sqlite":
+            db.close()
+        else:
+            await pg.drop_schema()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_upgrading_backfills_latency_and_cache_hits_of_rows_stored_before(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    rnd = random.Random(5)
+    rows = [
+        row(
+            at(rnd.choice((DAY1, DAY2)), rnd.randrange(24), rnd.randrange(60)),
+            cost=rnd.randrange(1, 10**7),
+            key=rnd.choice(("k1", "k2", None)),
+            user=rnd.choice(("alice", "bob", None)),
+            team=rnd.choice(("red", "blue", None)),
+            org=rnd.choice(("acme", None)),
+            model=rnd.choice(("gpt-4o-mini", "gpt-4.1")),
+            status=rnd.choice((200, 200, 502)),
+            latency=rnd.choice((round(rnd.lognormvariate(6.5, 1.5), 3), 50.0, 100.0, 75_000.0)),
+        )
+        for _ in range(300)
+    ]
+    for i in range(0, 300, 7):
+        rows[i] = replace(rows[i], cache_hit=True, cost_nanos=0)  # hits of a version that recorded no saving
+    rows[1] = replace(rows[1], endpoint=SHADOW_ENDPOINT, key_id=None, user_id=None, team_id=None, org_id=None)
+    # What the new writer keeps for the same rows: the upgraded database must read exactly the same.
+    reference = MemoryLedgerStore()
+    await reference.write_batch(rows)
+    if backend == "sqlite":
+        path = str(tmp_path / "ledger.db")
+        old = SQLiteDatabase(path, LEDGER_MIGRATIONS[:2])
+        await write_old_sqlite(old, rows)
+        old.close()
+        db = SQLiteDatabase(path, LEDGER_MIGRATIONS)
+        store: LedgerStore = SQLiteLedgerStore(db)
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        schema = new_schema()
+        pg_old = PostgresDatabase(url, LEDGER_PG_MIGRATIONS[:2], schema=schema)
+        await write_old_postgres(pg_old, rows)
+        await pg_old.close()
+        pg = PostgresDatabase(url, LEDGER_PG_MIGRATIONS, schema=schema)
+        store = PostgresLedgerStore(pg)
+    try:
+        for by in GROUP_BYS:
+            got = [(line.group, line.values()) for line in await store.spend(by, DAY1, DAY2)]
+            assert got == [(line.group, line.values()) for line in await reference.spend(by, DAY1, DAY2)], by
+        for team in ("red", "blue"):
+            for by in TEAM_GROUP_BYS:
+                got = [(line.group, line.values()) for line in await store.spend(by, DAY1, DAY2, team)]
+                want = [(line.group, line.values()) for line in await reference.spend(by, DAY1, DAY2, team)]
+                assert got == want, (team, by)
+        days = await store.spend("day", DAY1, DAY2)
+        assert sum(d.cache_hits for d in days) == sum(r.cache_hit for r in rows if r.endpoint != SHADOW_ENDPOINT)
+        assert all(d.latency_mean_ms for d in days) and sum(d.cost_saved_nanos for d in days) == 0
+        assert (await store.scan_totals(DAY1, DAY2)).values() == (await reference.scan_totals(DAY1, DAY2)).values()
+        # From now on the writer keeps them: a new hit lands in the backfilled aggregates.
+        before = total(await store.spend("day", DAY2, DAY2))
+        await store.write_batch([row(at(DAY2), latency=20.0, saved=900)])
+        after = total(await store.spend("day", DAY2, DAY2))
+        assert (after.cache_hits, after.cost_saved_nanos) == (before.cache_hits + 1, 900)
+        assert after.latency_us_sum == before.latency_us_sum + 20_000
+        assert after.latency_buckets[1] == before.latency_buckets[1] + 1  # 20 ms: in (10, 25]
     finally:
         if backend == "sqlite":
             db.close()
@@ -306,6 +440,7 @@ async def test_rows_round_trip_and_are_found_by_request_id(ledger: LedgerStore) 
         client_disconnected=True,
         usage_estimated=True,
         tags={"project": "apollo", "env": "prod"},
+        cost_saved_nanos=42_000,
     )
     reused = row(at(DAY1, 9), request_id="req_shared")  # a client may reuse a request id
     await ledger.write_batch([original, reused])
@@ -337,12 +472,16 @@ async def test_shadow_rows_are_stored_but_in_no_report_or_total(ledger: LedgerSt
         endpoint=SHADOW_ENDPOINT,
         tags={"tollgate_shadow_of": "req_p"},
     )
-    assert await ledger.write_batch([primary, shadow]) == 2
+    # A request refused before authentication names no tenant either; with the same model label it falls
+    # in the shadow row's group of a batch, and must still be counted.
+    anonymous = row(at(DAY1, 14), cost=500, key=None, user=None, team=None, org=None, model="gpt-4o", status=401)
+    assert await ledger.write_batch([primary, shadow, anonymous]) == 3
     (stored,) = await ledger.rows_for_request("req_p:shadow")
     assert stored.endpoint == SHADOW_ENDPOINT and stored.cost_nanos == 9_000
     for by in GROUP_BYS:
         lines = await ledger.spend(by, DAY1, DAY1)
-        assert sum(line.cost_nanos for line in lines) == 1_000, by
-        assert sum(line.requests for line in lines) == 1, by
+        assert sum(line.cost_nanos for line in lines) == 1_500, by
+        assert sum(line.requests for line in lines) == 2, by
+        assert sum(line.latency_buckets[1] for line in lines) == 2, by  # 12.5 ms: in (10, 25]
     totals = await ledger.scan_totals(DAY1, DAY1)
-    assert (totals.requests, totals.cost_nanos) == (1, 1_000)
+    assert (totals.requests, totals.cost_nanos) == (2, 1_500)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import struct
 import tempfile
 import time
 import zlib
 from collections.abc import Iterator
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +264,48 @@ def test_overview_shows_the_ledger_totals(page: Page, gw: RunningGateway, shots:
     expect(page.get_by_role("img", name="Spend per day in US dollars")).to_be_visible()
     expect(page.get_by_role("img", name="Top teams by spend")).to_contain_text("payments")
     expect(page.get_by_role("img", name="Top teams by spend")).to_contain_text("$1.00")
+    # The one cache hit ("cached question" asked twice) cost 0 and saved one demo call's price.
+    assert (total["cache_hits"], total["cost_saved_usd"]) == (1, f"{PER_REQUEST_USD:.9f}")
+    expect(page.locator('[data-kpi="saved"]')).to_have_attribute("title", f"${total['cost_saved_usd']}")
+    expect(page.locator('[data-kpi="saved"] .value')).to_have_text("$0.25")
+    expect(page.locator('[data-kpi="latency"] .value')).to_have_text(
+        f"{_ms(total['latency_p50_ms'])} / {_ms(total['latency_p95_ms'])}"
+    )
+    # Latency per day from the ledger: today's p50, p95 and mean as dots (with tooltips), the other days gaps.
+    latency = page.get_by_role("img", name="Latency per day in milliseconds")
+    expect(latency).to_be_visible()
+    today = next(d for d in overview["days"] if d["requests"])
+    assert [d["day"] for d in overview["days"] if d["latency_mean_ms"] is not None] == [today["day"]]
+    assert 0 < today["latency_p50_ms"] <= today["latency_p95_ms"]
+    expect(latency.locator("circle > title")).to_have_text(
+        [f"{today['day']}: {q} {_ms(today[f'latency_{q}_ms'])}" for q in ("p50", "p95", "mean")]
+    )
+    expect(latency.locator("path")).to_have_count(3)  # one line each (a single point: a move, no gap)
+    readers = page.locator("table.sr-only", has_text="Latency per day in milliseconds")
+    expect(readers.locator("tbody tr").last).to_have_text(
+        "".join([_short_day(today["day"]), *(_ms(today[f"latency_{q}_ms"]) for q in ("p50", "p95", "mean"))])
+    )
     _screenshot(page, shots, "overview")
+
+
+def _ms(n: float | None) -> str:
+    """As the UI prints a latency (dom.js fmt.ms)."""
+    if n is None:
+        return "\u2013"  # an en dash
+    if n < 1000:
+        return f"{_fixed(n, '0.1')} ms" if n < 10 else f"{math.floor(n + 0.5)} ms"
+    return f"{_fixed(n / 1000, '0.01')} s"
+
+
+def _fixed(n: float, step: str) -> Decimal:
+    """JavaScript's ``toFixed``: the float's exact value, halves rounded up (Python's format rounds them even)."""
+    return Decimal(n).quantize(Decimal(step), ROUND_HALF_UP)
+
+
+def _short_day(iso: str) -> str:
+    """As the UI labels a day (dom.js fmt.day): "Nov 23"."""
+    day = date.fromisoformat(iso)
+    return f"{day.strftime('%b')} {day.day}"
 
 
 def test_spend_page_shows_each_team_and_exports_csv(page: Page, gw: RunningGateway, shots: Path) -> None:
@@ -284,9 +328,11 @@ def test_spend_page_shows_each_team_and_exports_csv(page: Page, gw: RunningGatew
     assert download.suggested_filename.startswith("spend-by-team-")
     exported = list(csv.reader(io.StringIO(Path(download.path()).read_text())))
     assert exported[0][0] == "team"
+    cost, saved = exported[0].index("cost_usd"), exported[0].index("cost_saved_usd")
     by_team = {row[0]: row for row in exported[1:]}
-    assert by_team["payments"][-1] == lines["payments"]["cost_usd"]
-    assert by_team["TOTAL"][-1] == report["total"]["cost_usd"]
+    assert by_team["payments"][cost] == lines["payments"]["cost_usd"]
+    assert by_team["TOTAL"][cost] == report["total"]["cost_usd"]
+    assert by_team["TOTAL"][saved] == report["total"]["cost_saved_usd"]
 
     page.get_by_label("Group by").select_option("model")
     page.get_by_role("button", name="Show report").click()
@@ -384,6 +430,10 @@ def test_cache_page_shows_the_hit(page: Page, gw: RunningGateway, shots: Path) -
     )
     expect(page.locator('[data-kpi="entries"] .value')).to_have_text(str(stats["entries"]))
     expect(page.get_by_role("table", name="Cache by model")).to_contain_text("assistant")
+    # Money saved is the ledger's (every replica's): the one hit, at the demo call's price.
+    assert (stats["ledger"]["hits"], stats["ledger"]["usd_saved"]) == (1, f"{PER_REQUEST_USD:.9f}")
+    expect(page.locator('[data-kpi="money-saved"]')).to_have_attribute("title", f"${stats['ledger']['usd_saved']}")
+    expect(page.locator('[data-kpi="money-saved"] .sub')).to_have_text("1 hit in the last 30 days, all replicas")
     _screenshot(page, shots, "cache")
 
 

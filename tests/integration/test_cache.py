@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import dataclasses
+import io
 import json
 import time
 import uuid
@@ -15,6 +18,7 @@ import requests
 
 from tests.fakes.harness import FakeServer
 from tests.gateway import RunningGateway, run_gateway
+from tollgate.state.ledger import LedgerRow
 
 MODEL = "openai/gpt-4o-mini"
 ANSWER = "Hello from the fake OpenAI."
@@ -298,6 +302,58 @@ def test_entries_never_cross_orgs_and_hits_cost_nothing(gw: RunningGateway, fake
     report = requests.get(gw.base_url + "/admin/spend?by=team&format=json", headers=gw.auth()).json()
     after = {row["team"]: row for row in report["data"]}[f"team-a-{suffix}"]
     assert after["requests"] == 4 and after["cost_nanousd"] == team_a["cost_nanousd"]
+
+
+def _ledger_row(gw: RunningGateway, request_id: str) -> LedgerRow:
+    """The request's ledger row, once the writer (FINALIZE runs after the response, then a batch) stored it."""
+    store = gw.app.gateway.storage.ledger
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows: list[LedgerRow] = asyncio.run(store.rows_for_request(request_id))
+        if rows:
+            (row,) = rows
+            return row
+        time.sleep(0.05)
+    raise AssertionError(f"no ledger row for {request_id}")
+
+
+def test_a_hit_costs_nothing_and_records_what_it_saved(gw: RunningGateway, fake_openai: FakeServer) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    team = f"team-saved-{suffix}"
+    _admin(gw, "/admin/orgs", {"id": f"org-saved-{suffix}", "name": "o"})
+    _admin(gw, "/admin/teams", {"id": team, "org_id": f"org-saved-{suffix}", "name": team})
+    key = _admin(gw, "/admin/keys", {"name": "saver", "team_id": team})["key"]
+    client = openai.OpenAI(base_url=gw.openai_base, api_key=key, max_retries=0)
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": _prompt()}]
+    first = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, temperature=0)
+    second = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages, temperature=0)
+    assert (first.headers["x-tollgate-cache"], second.headers["x-tollgate-cache"]) == ("miss", "hit")
+
+    paid = _ledger_row(gw, first.headers["x-request-id"])
+    hit = _ledger_row(gw, second.headers["x-request-id"])
+    assert paid.cost_nanos > 0 and not paid.cache_hit and paid.cost_saved_nanos == 0
+    # The hit cost nothing, and saved exactly what the same answer cost when the provider gave it.
+    assert hit.cache_hit and hit.cost_nanos == 0
+    assert hit.cost_saved_nanos == paid.cost_nanos
+    assert (hit.input_tokens, hit.output_tokens) == (paid.input_tokens, paid.output_tokens)
+
+    # The team's spend report (from the daily aggregates), as JSON and CSV.
+    report = requests.get(gw.base_url + f"/admin/spend?by=day&team={team}", headers=gw.auth(), timeout=10).json()
+    total = report["total"]
+    assert (total["requests"], total["cache_hits"]) == (2, 1)
+    assert (total["cost_nanousd"], total["cost_saved_nanousd"]) == (paid.cost_nanos, paid.cost_nanos)
+    assert total["cost_saved_usd"] == total["cost_usd"]
+    assert total["latency_mean_ms"] > 0 and total["latency_p95_ms"] >= total["latency_p50_ms"] > 0
+    text = requests.get(gw.base_url + f"/admin/spend?by=day&team={team}&format=csv", headers=gw.auth(), timeout=10).text
+    head, *_, last = list(csv.reader(io.StringIO(text)))
+    assert last[0] == "TOTAL" and last[head.index("cost_saved_usd")] == total["cost_saved_usd"]
+    assert last[head.index("cache_hits")] == "1"
+    # The cache stats read the same savings from the ledger (every replica's, when it is shared).
+    stats = requests.get(gw.base_url + "/admin/cache/stats?days=1", headers=gw.auth(), timeout=10).json()
+    assert stats["ledger"]["hits"] >= 1 and stats["ledger"]["nanousd_saved"] >= paid.cost_nanos
+    assert stats["ledger"]["since"] == stats["ledger"]["until"]
+    overview = requests.get(gw.base_url + "/admin/overview?days=1", headers=gw.auth(), timeout=10).json()
+    assert overview["total"]["cost_saved_nanousd"] >= paid.cost_nanos
 
 
 def test_invalidate_by_model_and_all(gw: RunningGateway) -> None:

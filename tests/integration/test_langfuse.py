@@ -176,6 +176,32 @@ def test_refused_events_and_wrong_keys_are_counted_not_retried() -> None:
         assert exporter.exported == 0
 
 
+def _metric(gw: RunningGateway, sample: str) -> float:
+    text = requests.get(gw.base_url + "/metrics", timeout=10).text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " ")]
+    assert values, f"{sample} is not on /metrics"
+    return values[0]
+
+
+def test_drops_failures_and_rejections_are_on_the_metrics_endpoint() -> None:
+    state = LangfuseState(fail_next=1)  # one 503 and no retry: the batch is lost
+    with serve_langfuse(state) as (lf, _), run_gateway(_config(lf.base_url, "  max_retries: 0\n"), ENV) as gw:
+        client = openai.OpenAI(api_key=gw.master_key, base_url=gw.openai_base, max_retries=0)
+        client.chat.completions.create(model=DEMO, messages=[{"role": "user", "content": "lost"}])
+        exporter = next(s for s in gw.app.gateway.services if type(s).__name__ == "LangfuseExporter")
+        _wait(lambda: exporter.failed_batches == 1)
+        assert _metric(gw, "tollgate_langfuse_batch_failures_total") == 1
+        assert _metric(gw, "tollgate_langfuse_generations_dropped_total") == 1
+        # Langfuse is back, and refuses the trace events of the next call (207): one exported, one rejected.
+        state.reject_types.add("trace-create")
+        client.chat.completions.create(model=DEMO, messages=[{"role": "user", "content": "half"}])
+        _wait(lambda: exporter.exported + exporter.rejected == 2)
+        assert _metric(gw, 'tollgate_langfuse_events_total{outcome="exported"}') == 1
+        assert _metric(gw, 'tollgate_langfuse_events_total{outcome="rejected"}') == 1
+        assert _metric(gw, "tollgate_langfuse_batch_failures_total") == 1  # a 207 is no failed batch
+        assert state.answered == [503, 207]
+
+
 @pytest.mark.slow
 def test_a_full_queue_drops_and_counts_instead_of_blocking_requests() -> None:
     state = LangfuseState(delay=1.0)  # a slow Langfuse: the first batch is held while requests keep coming

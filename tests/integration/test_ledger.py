@@ -183,6 +183,8 @@ async def test_reports_from_the_cli_and_the_admin_api_add_up_to_the_ledger(
         "PATH": os.environ.get("PATH", ""),
         "TOLLGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'tollgate.db'}",
         "TOLLGATE_DATA_DIR": str(tmp_path),
+        # The CLI of the code under test (a checkout run with PYTHONPATH=src), not another installed copy.
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
     }
     cli = [sys.executable, "-m", "tollgate", "report", "spend"]
     done = await asyncio.to_thread(_run, [*cli, "--by", "model", "--format", "json", "--verify"], env)
@@ -194,8 +196,13 @@ async def test_reports_from_the_cli_and_the_admin_api_add_up_to_the_ledger(
     by_model = {line["model"]: line for line in report["data"]}
     assert by_model["openai/gpt-4o-mini"]["cost_nanousd"] == expected
     assert by_model["demo/tollgate-demo"]["requests"] == 10
+    # No cache here: no hits, nothing saved, and the columns say so.
+    assert (report["total"]["cache_hits"], report["total"]["cost_saved_nanousd"]) == (0, 0)
+    assert report["total"]["latency_p50_ms"] > 0
     table = await asyncio.to_thread(_run, [*cli, "--by", "day"], env)
     assert table.returncode == 0 and "TOTAL" in table.stdout
+    head = next(line for line in table.stdout.splitlines() if line.startswith("DAY"))
+    assert "CACHE HITS" in head and head.endswith("SAVED (USD)")
     bad = await asyncio.to_thread(_run, [*cli, "--since", "2026-13-01"], env)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
     # The master key's requests belong to no team: a team's report is empty, and cannot group by org.

@@ -6,6 +6,7 @@ never see each other's entries, and the fake's request log tells how often a tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ import requests
 from tests.fakes.harness import FakeServer
 from tests.gateway import RunningGateway, run_gateway
 from tests.minilm import encoder, graph_dir
+from tollgate.state.ledger import LedgerRow
 
 MODEL = "openai/gpt-4o-mini"
 ANSWER = "Hello from the fake OpenAI."
@@ -69,6 +71,19 @@ def _admin(gw: RunningGateway, path: str, body: dict) -> dict:  # type: ignore[t
     return resp.json()  # type: ignore[no-any-return]
 
 
+def _ledger_row(gw: RunningGateway, request_id: str) -> LedgerRow:
+    """The request's ledger row, once the writer (FINALIZE runs after the response, then a batch) stored it."""
+    store = gw.app.gateway.storage.ledger
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows: list[LedgerRow] = asyncio.run(store.rows_for_request(request_id))
+        if rows:
+            (row,) = rows
+            return row
+        time.sleep(0.05)
+    raise AssertionError(f"no ledger row for {request_id}")
+
+
 def test_a_paraphrase_is_a_semantic_hit_with_its_similarity(gw: RunningGateway, fake_openai: FakeServer) -> None:
     client = openai.OpenAI(base_url=gw.openai_base, api_key=gw.master_key, max_retries=0)
     system = _marker()
@@ -90,6 +105,11 @@ def test_a_paraphrase_is_a_semantic_hit_with_its_similarity(gw: RunningGateway, 
     assert "x-tollgate-provider" not in second.headers  # type: ignore[attr-defined]
     answer = second.parse()  # type: ignore[attr-defined]
     assert answer.choices[0].message.content == ANSWER and answer.usage.completion_tokens == 5
+    # In the ledger: cost 0, and saved what the cached answer cost when the provider gave it.
+    paid = _ledger_row(gw, first.headers["x-request-id"])  # type: ignore[attr-defined]
+    hit = _ledger_row(gw, second.headers["x-request-id"])  # type: ignore[attr-defined]
+    assert hit.cache_hit and hit.cost_nanos == 0 and paid.cost_nanos > 0
+    assert hit.cost_saved_nanos == paid.cost_nanos
     # The exact repeat is still an exact hit; an unrelated question goes to the provider.
     assert ask("Can dogs eat grapes?").headers["x-tollgate-cache"] == "hit"  # type: ignore[attr-defined]
     assert ask("How do I file my taxes?").headers["x-tollgate-cache"] == "miss"  # type: ignore[attr-defined]

@@ -1,12 +1,19 @@
-"""``GET /admin/cache/stats`` and ``POST /admin/cache/invalidate``: the response cache's counts and invalidation."""
+"""``GET /admin/cache/stats`` and ``POST /admin/cache/invalidate``: the response cache's counts and invalidation.
+
+The stats hold this process's counts (``process``, ``by_model``, ``by_scope``) and, under ``ledger``, the
+hits and dollars saved the ledger recorded over the last ``days`` (default 30): shared by every replica
+writing to the same ledger.
+"""
 
 from __future__ import annotations
 
+from tollgate.api.admin_overview import day_range, parse_days
 from tollgate.api.http import Request, send_json
 from tollgate.context import Principal, RequestContext
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, PermissionDeniedError
 from tollgate.policies.cache import WarmEntry, scope_id_of
+from tollgate.reports import spend_report, usd
 from tollgate.types import JSONObject, JSONValue
 from tollgate.wire.openai import parse_json_object
 
@@ -14,6 +21,7 @@ STATS_READERS = ("admin", "viewer")
 # One selector per call; ``all`` empties the cache.
 SELECTORS = ("model", "org", "team", "key")
 MAX_BODY = 4096
+LEDGER_DAYS = 30  # the default window of the ledger's savings in the stats
 
 
 def _require(role: str, allowed: tuple[str, ...], what: str) -> None:
@@ -31,10 +39,28 @@ def _disabled() -> JSONObject:
 async def stats(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     principal = await gw.authenticate(ctx, request.headers)
     _require(principal.role, STATS_READERS, "Reading cache stats")
+    days = parse_days(request.query.get("days") or str(LEDGER_DAYS))
     cache = gw.cache
     report = await cache.report() if cache is not None else _disabled()
     enabled = cache is not None and (cache.settings.enabled or any(m.enabled for m in cache.settings.models.values()))
-    await send_json(request.send, 200, {**report, "enabled": enabled}, ctx.response_headers())
+    body = {**report, "enabled": enabled, "ledger": await ledger_savings(gw, days)}
+    await send_json(request.send, 200, body, ctx.response_headers())
+
+
+async def ledger_savings(gw: Gateway, days: int) -> JSONObject:
+    """Cache hits and what they saved over the last ``days`` UTC days, from the ledger's aggregates: every
+    replica's hits when the ledger is shared (PostgreSQL), unlike the per-process counts."""
+    since, until = day_range(days)
+    report = await spend_report(gw.storage.ledger, "day", since, until)
+    total = report.total
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "requests": total.requests,
+        "hits": total.cache_hits,
+        "usd_saved": usd(total.cost_saved_nanos),
+        "nanousd_saved": total.cost_saved_nanos,
+    }
 
 
 def invalidation_tag(body: JSONObject) -> str:

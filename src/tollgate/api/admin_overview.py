@@ -1,9 +1,11 @@
 """``GET /admin/overview`` and ``GET /admin/models``: what the admin web UI's overview and models pages show.
 
-The overview is the ledger's per-day totals (requests, errors, tokens, spend) over the last N days, every
-day present (zero when nothing ran), plus the latency distribution of this process from its request-duration
-histogram. The models view is every logical model's route with each deployment's health (circuit breaker,
-moving-average latency, requests in flight) as routing sees it now, and the providers behind them.
+The overview is the ledger's per-day totals (requests, errors, tokens, spend, cache hits and what they
+saved, latency: mean, and p50 / p95 estimated from the aggregates' buckets) over the last N days, every day
+present (zero, latency ``null``, when nothing ran), plus the latency distribution of this process from its
+request-duration histogram. The models view is every logical model's route with each deployment's health
+(circuit breaker, moving-average latency, requests in flight) as routing sees it now, and the providers
+behind them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from tollgate.api.metrics import find_recorder
 from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway
 from tollgate.errors import InvalidRequestError, PermissionDeniedError
-from tollgate.reports import spend_report, usd
+from tollgate.reports import latency_json, spend_report, usd
 from tollgate.routing.explain import explain
+from tollgate.state.ledger import SpendLine
 from tollgate.types import JSONObject, JSONValue
 
 READERS = ("admin", "viewer")
@@ -54,36 +57,34 @@ async def overview(gw: Gateway, request: Request, ctx: RequestContext) -> None:
     series: list[JSONValue] = []
     for offset in range(days):
         day = (since + timedelta(days=offset)).isoformat()
-        line = by_day.get(day)
-        series.append(
-            {
-                "day": day,
-                "requests": line.requests if line else 0,
-                "errors": line.errors if line else 0,
-                "input_tokens": line.input_tokens if line else 0,
-                "output_tokens": line.output_tokens if line else 0,
-                "cost_usd": usd(line.cost_nanos if line else 0),
-                "cost_nanousd": line.cost_nanos if line else 0,
-            }
-        )
-    total = report.total
+        series.append({"day": day, **_totals(by_day.get(day) or SpendLine(day))})
     body: JSONObject = {
         "object": "overview",
         "since": since.isoformat(),
         "until": until.isoformat(),
         "days": series,
-        "total": {
-            "requests": total.requests,
-            "errors": total.errors,
-            "input_tokens": total.input_tokens,
-            "output_tokens": total.output_tokens,
-            "cost_usd": usd(total.cost_nanos),
-            "cost_nanousd": total.cost_nanos,
-        },
+        "total": _totals(report.total),
         "latency": latency_summary(gw),
         "config_version": gw.snapshot.version,
     }
     await send_json(request.send, 200, body, ctx.response_headers())
+
+
+def _totals(line: SpendLine) -> JSONObject:
+    """One day's (or the window's) totals from the ledger's aggregates; latency covers every ledger row
+    (model calls, cache hits and errors alike), p50 / p95 estimated from the aggregates' buckets."""
+    return {
+        "requests": line.requests,
+        "errors": line.errors,
+        "input_tokens": line.input_tokens,
+        "output_tokens": line.output_tokens,
+        "cost_usd": usd(line.cost_nanos),
+        "cost_nanousd": line.cost_nanos,
+        "cache_hits": line.cache_hits,
+        "cost_saved_usd": usd(line.cost_saved_nanos),
+        "cost_saved_nanousd": line.cost_saved_nanos,
+        **latency_json(line),
+    }
 
 
 def latency_summary(gw: Gateway) -> JSONObject | None:

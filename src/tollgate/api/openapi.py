@@ -119,6 +119,19 @@ _TOTALS: JSONObject = {
     "output_tokens": _INT,
     "cost_usd": {"type": "string", "description": "US dollars as an exact decimal string."},
     "cost_nanousd": _INT,
+    "cache_hits": _INT,
+    "cost_saved_usd": {
+        "type": "string",
+        "description": "What cache hits would have cost at the model's price (they cost 0), exact decimal USD.",
+    },
+    "cost_saved_nanousd": _INT,
+    "latency_mean_ms": _nullable(_NUM),
+    "latency_p50_ms": _nullable(
+        {"type": "number", "description": "Estimated from the ledger's latency buckets (linear within a bucket)."}
+    ),
+    "latency_p95_ms": _nullable(
+        {"type": "number", "description": "Estimated from the ledger's latency buckets (linear within a bucket)."}
+    ),
 }
 
 # Shared schemas, under ``components/schemas``.
@@ -192,6 +205,17 @@ _SCHEMAS: dict[str, JSONObject] = {
             "process": {"type": "object", "description": "Hits, misses, stores, skips and savings of this process."},
             "by_model": {"type": "object"},
             "by_scope": {"type": "object"},
+            "ledger": _obj(
+                ("since", "until", "requests", "hits", "usd_saved", "nanousd_saved"),
+                {
+                    "since": {"type": "string", "format": "date"},
+                    "until": {"type": "string", "format": "date"},
+                    "requests": _INT,
+                    "hits": _INT,
+                    "usd_saved": {"type": "string", "description": "Exact decimal USD, from the shared ledger."},
+                    "nanousd_saved": _INT,
+                },
+            ),
         },
     ),
     "CacheInvalidation": _obj(
@@ -499,7 +523,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         description="A team_admin reads its own team's spend only.",
     ),
     ("GET", "/admin/overview"): Op(
-        "Requests, errors, tokens and spend per day, and latency",
+        "Requests, errors, tokens, spend, cache savings and latency per day",
         "Reports",
         _ref("Overview"),
         roles=admin_overview.READERS,
@@ -528,7 +552,22 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(404, 413),
     ),
     ("GET", "/admin/cache/stats"): Op(
-        "Response cache statistics", "Cache", _ref("CacheStats"), roles=admin_cache.STATS_READERS
+        "Response cache statistics",
+        "Cache",
+        _ref("CacheStats"),
+        roles=admin_cache.STATS_READERS,
+        query=(
+            Param(
+                "days",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": admin_overview.MAX_DAYS,
+                    "default": admin_cache.LEDGER_DAYS,
+                },
+                "The window (UTC days, today included) of the ledger's hits and savings.",
+            ),
+        ),
     ),
     ("POST", "/admin/cache/invalidate"): Op(
         "Invalidate cached responses",

@@ -195,6 +195,7 @@ def build_gateway(
             await asyncio.to_thread(tracer.shutdown)
 
         gateway.closers += (flush_traces,)
+    langfuse: LangfuseExporter | None = None
     if config.langfuse.enabled:
         langfuse = LangfuseExporter(config.langfuse)
         composer.langfuse = langfuse
@@ -221,6 +222,10 @@ def build_gateway(
             secret_rotations=lambda: store.rotations if store is not None else 0,
             routing_sync_errors=(lambda: routing_bus.errors) if routing_bus is not None else None,
             semantic_embedding_failures=semantic.embedding_failures if semantic is not None else None,
+            langfuse_exported=(lambda: langfuse.exported) if langfuse is not None else None,
+            langfuse_rejected=(lambda: langfuse.rejected) if langfuse is not None else None,
+            langfuse_dropped=(lambda: langfuse.dropped) if langfuse is not None else None,
+            langfuse_batch_failures=(lambda: langfuse.failed_batches) if langfuse is not None else None,
         )
         metrics = GatewayMetrics(key_label=mc.key_label, user_label=mc.user_label)
         recorder = MetricsRecorder(

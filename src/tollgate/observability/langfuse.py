@@ -7,6 +7,7 @@ auth with the project's public and secret keys) every ``flush_interval_seconds``
 the queue fills and further generations are dropped and counted (``dropped``), never waited for. A batch
 that fails on the network, with 429 or a 5xx is retried with exponential backoff; Langfuse answers input
 errors per event in a 207 multi-status body, counted in ``rejected``. ``stop`` flushes what is queued.
+These counters (and ``failed_batches``) are exported on ``/metrics`` as ``tollgate_langfuse_*``.
 
 Content (the prompt and the answer) is sent only with ``capture_content``; then it is the text the provider
 saw and wrote, i.e. after PII masking: this policy reads the body at the end of INSPECT (after the PII
@@ -72,6 +73,7 @@ class LangfuseExporter:
         self.rejected = 0  # events Langfuse refused (207 errors, or a batch refused with a 4xx)
         self.dropped = 0  # generations not queued (queue full, or after stop) or lost after the last retry
         self.batches = 0  # requests sent (retries included)
+        self.failed_batches = 0  # batches lost after the last retry, or refused whole with a 4xx
 
     # --- FINALIZE -------------------------------------------------------------------------------------
 
@@ -255,9 +257,11 @@ class LangfuseExporter:
                 return
             # 400, 401, 403, 404…: the same batch would be refused again (wrong keys, wrong host).
             self.rejected += len(batch)
+            self.failed_batches += 1
             log.warning("Langfuse export: a batch of %d events was refused with HTTP %d", len(batch), status)
             return
         self.dropped += generations
+        self.failed_batches += 1
         log.warning("Langfuse export: a batch of %d events was lost after %d attempts", len(batch), attempt + 1)
 
     def _count(self, body: bytes, sent: int) -> None:

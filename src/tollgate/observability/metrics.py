@@ -300,6 +300,22 @@ class GatewayMetrics:
             "Semantic-cache embeddings calls to a provider (cache.semantic.embedder: provider) that failed, timed "
             "out or returned no vector; each such lookup was answered as a miss.",
         )
+        self.langfuse_events = self._counter(
+            "tollgate_langfuse_events",
+            "Events sent to Langfuse (a trace and a generation per model call), by outcome: exported (accepted) "
+            "or rejected (refused per event in a 207 answer, or in a batch refused with a 4xx; not retried).",
+            ("outcome",),
+        )
+        self.langfuse_generations_dropped = self._counter(
+            "tollgate_langfuse_generations_dropped",
+            "Model calls never delivered to Langfuse: the export queue was full (Langfuse slow or down), the "
+            "exporter had stopped, or their batch was lost after the last retry.",
+        )
+        self.langfuse_batch_failures = self._counter(
+            "tollgate_langfuse_batch_failures",
+            "Batches to Langfuse that failed: lost after the last retry (network error, 429, 5xx) or refused "
+            "whole with a 4xx (wrong keys or host).",
+        )
 
         # What is running.
         self.build_info = self._gauge(

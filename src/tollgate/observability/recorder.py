@@ -46,6 +46,10 @@ class StateReadings:
     secret_rotations: Reading | None = None
     routing_sync_errors: Reading | None = None
     semantic_embedding_failures: Reading | None = None
+    langfuse_exported: Reading | None = None
+    langfuse_rejected: Reading | None = None
+    langfuse_dropped: Reading | None = None
+    langfuse_batch_failures: Reading | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,10 @@ class MetricsRecorder:
                 (r.secret_rotations, m.secret_rotations),
                 (r.routing_sync_errors, m.routing_sync_errors),
                 (r.semantic_embedding_failures, m.semantic_embedding_failures),
+                (r.langfuse_exported, m.langfuse_events.labels("exported")),
+                (r.langfuse_rejected, m.langfuse_events.labels("rejected")),
+                (r.langfuse_dropped, m.langfuse_generations_dropped),
+                (r.langfuse_batch_failures, m.langfuse_batch_failures),
             )
             if read is not None
         ]

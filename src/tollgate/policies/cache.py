@@ -364,7 +364,8 @@ class CachePolicy:
         return query
 
     async def lookup(self, ctx: RequestContext, plan: CachePlan, route: Route) -> CachedAnswer | None:
-        """CACHE_LOOKUP: a hit sets ``ctx.cache_hit`` and ``ctx.usage`` (the ledger records it at cost 0)."""
+        """CACHE_LOOKUP: a hit sets ``ctx.cache_hit``, ``ctx.usage`` and ``ctx.cost_saved_nanos`` (the ledger
+        records it at cost 0, with what the cached usage would have cost at the route's first model's price)."""
         tallies = self.stats.tallies(plan.model, plan.scope_id)
         shared = self.shared_counts
         if not plan.lookup:
@@ -399,6 +400,7 @@ class CachePolicy:
         usage = answer.usage
         saved_tokens = usage.total_tokens if usage else 0
         saved_nanos = self.prices.cost_nanos(route.candidates[0], usage) if self.prices and route.candidates else 0
+        ctx.cost_saved_nanos = saved_nanos
         for t in tallies:
             t.hits += 1
             t.tokens_saved += saved_tokens

@@ -107,8 +107,10 @@ class LedgerPolicy:
     def row_for(self, ctx: RequestContext) -> LedgerRow:
         """The ledger row for a finished request; also sets ``ctx.cost_usd`` if no one priced it yet."""
         dep, usage, principal = ctx.deployment, ctx.usage, ctx.principal
+        saved = 0
         if ctx.cache_hit:
             nanos = 0  # served by the gateway's cache: the provider charged nothing
+            saved = ctx.cost_saved_nanos
         elif ctx.cost_usd is not None:
             nanos = round(ctx.cost_usd * NANOS_PER_USD)
         else:
@@ -138,6 +140,7 @@ class LedgerPolicy:
             client_disconnected=ctx.client_disconnected,
             usage_estimated=usage.estimated if usage else False,
             tags=_tags(ctx),
+            cost_saved_nanos=saved,
         )
 
     def record_shadow(

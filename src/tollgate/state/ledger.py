@@ -7,10 +7,19 @@ Aggregates: for every UTC day and every dimension (``key``, ``user``, ``team``, 
 ``all`` for per-day totals) one row per value, updated in the same transaction that inserts the ledger
 rows, and only for rows actually inserted (a replayed batch adds nothing). Each ledger row counts once
 in every dimension, so grouping any dimension over a date range adds up to the same total.
+
+Latency per aggregate: the sum of the rows' latencies (exact integer microseconds, for the mean) and how
+many rows fell in each of ``LATENCY_BOUNDS_MS``'s buckets (for percentiles). A percentile read from them is
+an estimate, linear within the bucket it falls in (as PromQL's ``histogram_quantile``): exact to the
+bucket, not to the millisecond.
+
+Cache hits cost 0; ``cost_saved_nanos`` is what the answer would have cost at the model's price (set by
+the response cache, policies/cache.py), summed like the cost.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,6 +42,15 @@ _EPOCH = date(1970, 1, 1)
 MAX_TAGS = 16
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
+
+# Upper bounds (ms, inclusive) of the aggregates' latency buckets, plus one bucket for anything slower:
+# from cache hits to long generations. Part of the schema (one column each): changing them is a migration.
+LATENCY_BOUNDS_MS: tuple[int, ...] = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+LATENCY_COLUMNS: tuple[str, ...] = (
+    *(f"latency_le_{b}ms" for b in LATENCY_BOUNDS_MS),
+    f"latency_gt_{LATENCY_BOUNDS_MS[-1]}ms",
+)
+_BUCKETS = len(LATENCY_COLUMNS)
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 4x more, and this one is built per request
@@ -63,6 +81,7 @@ class LedgerRow:
     client_disconnected: bool = False
     usage_estimated: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    cost_saved_nanos: int = 0  # a cache hit: what the answer would have cost (its own cost is 0)
 
     @property
     def cost_usd(self) -> float:
@@ -108,6 +127,7 @@ class LedgerRow:
             "client_disconnected": self.client_disconnected,
             "usage_estimated": self.usage_estimated,
             "tags": {k: v for k, v in self.tags.items()},
+            "cost_saved_nanos": self.cost_saved_nanos,
         }
 
     @classmethod
@@ -142,6 +162,7 @@ class LedgerRow:
                 client_disconnected=bool(data["client_disconnected"]),
                 usage_estimated=bool(data.get("usage_estimated", False)),
                 tags=clean_tags(tags) if isinstance(tags, dict) else {},
+                cost_saved_nanos=int(data.get("cost_saved_nanos", 0)),  # absent from rows spooled before it existed
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a ledger row: {exc}") from exc
@@ -175,6 +196,10 @@ class SpendLine:
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_nanos: int = 0
+    cache_hits: int = 0
+    cost_saved_nanos: int = 0
+    latency_us_sum: int = 0  # every request's latency in microseconds, summed (mean = sum / requests)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * _BUCKETS)  # per LATENCY_COLUMNS
 
     @property
     def cost_usd(self) -> float:
@@ -187,6 +212,66 @@ class SpendLine:
         self.output_tokens += other.output_tokens
         self.cached_tokens += other.cached_tokens
         self.cost_nanos += other.cost_nanos
+        self.cache_hits += other.cache_hits
+        self.cost_saved_nanos += other.cost_saved_nanos
+        self.latency_us_sum += other.latency_us_sum
+        self.latency_buckets = [a + b for a, b in zip(self.latency_buckets, other.latency_buckets, strict=True)]
+
+    def values(self) -> tuple[int, ...]:
+        """Every sum in storage order (``SUM_COLUMNS``): what an aggregate row holds."""
+        return (
+            self.requests,
+            self.errors,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.cost_nanos,
+            self.cache_hits,
+            self.cost_saved_nanos,
+            self.latency_us_sum,
+            *self.latency_buckets,
+        )
+
+    @classmethod
+    def of(cls, group: str, values: Sequence[int]) -> SpendLine:
+        """The line of stored sums in ``SUM_COLUMNS`` order (the inverse of ``values``)."""
+        v = values
+        return cls(group, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], list(v[9 : 9 + _BUCKETS]))
+
+    @property
+    def latency_mean_ms(self) -> float | None:
+        return round(self.latency_us_sum / self.requests / 1000, 3) if self.requests else None
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """The q-quantile of the requests' latency, estimated from the buckets: linear within the bucket
+        it falls in, from 0 for the first; in the open top bucket, that bucket's lower bound."""
+        count = sum(self.latency_buckets)
+        if not count:
+            return None
+        rank = q * count
+        below, lower = 0, 0.0
+        for n, upper in zip(self.latency_buckets, LATENCY_BOUNDS_MS, strict=False):
+            if n and below + n >= rank:
+                return round(lower + (upper - lower) * max(0.0, rank - below) / n, 3)
+            below += n
+            lower = float(upper)
+        return lower
+
+
+# The sums an aggregate row stores, in ``SpendLine.values`` order: the columns of ``spend_daily`` after
+# (dim, day, value), and of every report read from it.
+SUM_COLUMNS: tuple[str, ...] = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_nanos",
+    "cache_hits",
+    "cost_saved_nanos",
+    "latency_us_sum",
+    *LATENCY_COLUMNS,
+)
 
 
 AggregateKey = tuple[str, str, str]  # (dimension, ISO day, value)
@@ -196,61 +281,100 @@ AggregateKey = tuple[str, str, str]  # (dimension, ISO day, value)
 TEAM_GROUP_BYS: tuple[GroupBy, ...] = ("user", "model", "key", "day")
 
 
-def dimension_values(row: LedgerRow) -> tuple[tuple[str, str], ...]:
-    if row.endpoint == SHADOW_ENDPOINT:
-        return ()  # a shadow call is the operator's experiment, not the tenant's spend: in no aggregate
-    key, user, model = row.key_id or NONE_VALUE, row.user_id or NONE_VALUE, row.model_label()
-    dims = (
-        ("all", NONE_VALUE),
-        ("key", key),
-        ("user", user),
-        ("team", row.team_id or NONE_VALUE),
-        ("org", row.org_id or NONE_VALUE),
-        ("model", model),
-    )
-    team = row.team_id
+def caller_dimensions(key: str | None, user: str | None, team: str | None) -> tuple[tuple[str, str], ...]:
+    """The (dimension, value) pairs naming the caller: its key and user, gateway-wide and within its team."""
+    key_value, user_value = key or NONE_VALUE, user or NONE_VALUE
     if not team:
-        return dims
+        return (("key", key_value), ("user", user_value))
     # The same aggregates within the row's team, so a team's own report reads a handful of aggregate
     # rows too (never the ledger). Dimension names: "<dim>@team:<team id>".
     return (
-        *dims,
-        (f"all@team:{team}", NONE_VALUE),
-        (f"key@team:{team}", key),
-        (f"user@team:{team}", user),
-        (f"model@team:{team}", model),
+        ("key", key_value),
+        ("user", user_value),
+        (f"key@team:{team}", key_value),
+        (f"user@team:{team}", user_value),
     )
 
 
-def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, SpendLine]]:
-    """The increments a set of newly inserted rows adds to the daily aggregates, sorted by key so that
-    concurrent writers lock aggregate rows in the same order (no deadlocks between replicas).
+def shared_dimensions(team: str | None, org: str | None, model: str) -> tuple[tuple[str, str], ...]:
+    """The (dimension, value) pairs many callers share: the day's total, team, org and model."""
+    dims = (("all", NONE_VALUE), ("team", team or NONE_VALUE), ("org", org or NONE_VALUE), ("model", model))
+    if not team:
+        return dims
+    return (*dims, (f"all@team:{team}", NONE_VALUE), (f"model@team:{team}", model))
 
-    Rows are first summed per distinct (day, key, user, team, org, model): a batch holds many requests of
-    few callers, and each distinct caller then costs one update per dimension instead of each row."""
-    groups: dict[tuple[int, str | None, str | None, str | None, str | None, str], tuple[LedgerRow, SpendLine]] = {}
+
+AggregateDelta = list[int]  # the sums an aggregate row gains, in SUM_COLUMNS order
+_FIRST_BUCKET = len(SUM_COLUMNS) - _BUCKETS
+_Group = tuple[int, str | None, str | None, str | None, str | None, str]  # (day number, key, user, team, org, model)
+
+
+def _column_sums(vectors: list[list[int]]) -> list[int]:
+    # In C (zip + sum), one list for all: cheaper than adding lists pairwise. Never changed in place later.
+    return vectors[0] if len(vectors) == 1 else list(map(sum, zip(*vectors, strict=True)))
+
+
+def aggregate(rows: Iterable[LedgerRow]) -> list[tuple[AggregateKey, AggregateDelta]]:
+    """The increments a set of newly inserted rows adds to the daily aggregates (``SUM_COLUMNS`` order),
+    sorted by key so that concurrent writers lock aggregate rows in the same order (no deadlocks between
+    replicas). Each row counts once in every dimension: all, key, user, team, org, model, and within its
+    team all, key, user, model. Shadow calls count in none.
+
+    This is the writer's hot loop, so it sums in stages: rows per distinct (day, key, user, team, org,
+    model) first (a batch holds many requests of few callers), then those per (day, team, org, model) for
+    the dimensions many callers share (all, team, org, model), so a wide aggregate row (latency buckets
+    included) is added up from a few dozen partial sums, not from every caller's."""
+    groups: dict[_Group, list[int]] = {}
+    width = len(SUM_COLUMNS)
     for row in rows:
+        if row.endpoint == SHADOW_ENDPOINT:
+            continue  # the operator's experiment (policies/shadow.py), not the tenant's spend
         # The day number as LedgerRow.day computes it (cheaper than a date per row).
         group = (int(row.ts // 86_400), row.key_id, row.user_id, row.team_id, row.org_id, row.model_label())
-        found = groups.get(group)
-        if found is None:
-            found = groups[group] = (row, SpendLine(""))
-        line = found[1]
-        line.requests += 1
-        line.errors += 1 if row.status >= 400 else 0
-        line.input_tokens += row.input_tokens
-        line.output_tokens += row.output_tokens
-        line.cached_tokens += row.cached_tokens
-        line.cost_nanos += row.cost_nanos
-    acc: dict[AggregateKey, SpendLine] = {}
-    for row, sums in groups.values():
-        day = row.day.isoformat()
-        for dim, value in dimension_values(row):
-            target = acc.get((dim, day, value))
-            if target is None:
-                target = acc[(dim, day, value)] = SpendLine(value)
-            target.add(sums)
-    return sorted(acc.items(), key=lambda item: item[0])
+        v = groups.get(group)
+        if v is None:
+            v = groups[group] = [0] * width
+        v[0] += 1
+        if row.status >= 400:
+            v[1] += 1
+        v[2] += row.input_tokens
+        v[3] += row.output_tokens
+        v[4] += row.cached_tokens
+        v[5] += row.cost_nanos
+        if row.cache_hit:
+            v[6] += 1
+        v[7] += row.cost_saved_nanos
+        latency = row.latency_ms
+        v[8] += int(latency * 1000 + 0.5)
+        v[_FIRST_BUCKET + bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
+    days: dict[int, str] = {}
+    acc: dict[AggregateKey, list[list[int]]] = {}
+    shared: dict[tuple[int, str | None, str | None, str], list[list[int]]] = {}
+    for (day_number, key, user, team, org, model), sums in groups.items():
+        day = days.get(day_number)
+        if day is None:
+            day = days[day_number] = (_EPOCH + timedelta(days=day_number)).isoformat()
+        for dim, value in caller_dimensions(key, user, team):
+            found = acc.get((dim, day, value))
+            if found is None:
+                acc[(dim, day, value)] = [sums]
+            else:
+                found.append(sums)
+        part = shared.get((day_number, team, org, model))
+        if part is None:
+            shared[(day_number, team, org, model)] = [sums]
+        else:
+            part.append(sums)
+    for (day_number, team, org, model), parts in shared.items():
+        sums = _column_sums(parts)
+        day = days[day_number]
+        for dim, value in shared_dimensions(team, org, model):
+            found = acc.get((dim, day, value))
+            if found is None:
+                acc[(dim, day, value)] = [sums]
+            else:
+                found.append(sums)
+    return sorted(((key, _column_sums(vectors)) for key, vectors in acc.items()), key=lambda item: item[0])
 
 
 def unique_rows(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
@@ -262,29 +386,6 @@ def unique_rows(rows: Sequence[LedgerRow]) -> list[LedgerRow]:
             seen.add(row.id)
             out.append(row)
     return out
-
-
-def team_aggregates_backfill(day: str) -> str:
-    """SQL (statements split by ';') adding the per-team aggregates of every ledger row already stored,
-    for a database written before they existed. ``day`` is the dialect's expression for a row's UTC day.
-    The values are computed as ``dimension_values`` computes them; the migration runs before any writer."""
-    model = (
-        "CASE WHEN COALESCE(provider, '') <> '' AND COALESCE(upstream_model, '') <> '' "
-        "THEN provider || '/' || upstream_model ELSE COALESCE(requested_model, '') END"
-    )
-    sums = (
-        "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(input_tokens), SUM(output_tokens), "
-        "SUM(cached_tokens), SUM(cost_nanos)"
-    )
-    values = (("all", "''"), ("key", "COALESCE(key_id, '')"), ("user", "COALESCE(user_id, '')"), ("model", model))
-    statements = []
-    for dim, value in values:
-        statements.append(
-            "INSERT INTO spend_daily (dim, day, value, requests, errors, input_tokens, output_tokens, "
-            f"cached_tokens, cost_nanos) SELECT '{dim}@team:' || team_id, {day}, {value}, {sums} "
-            "FROM ledger WHERE COALESCE(team_id, '') <> '' GROUP BY 1, 2, 3"
-        )
-    return ";\n".join(statements)
 
 
 def dimension_for(by: GroupBy, team: str | None = None) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from datetime import date
 
 from tollgate.state.ledger import (
+    LATENCY_BOUNDS_MS,
     SHADOW_ENDPOINT,
     AggregateKey,
     GroupBy,
@@ -32,7 +34,7 @@ class MemoryLedgerStore:
             line = self._daily.get(key)
             if line is None:
                 line = self._daily[key] = SpendLine(key[2])
-            line.add(delta)
+            line.add(SpendLine.of(key[2], delta))
         return len(new)
 
     async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:
@@ -59,6 +61,10 @@ class MemoryLedgerStore:
                 total.output_tokens += row.output_tokens
                 total.cached_tokens += row.cached_tokens
                 total.cost_nanos += row.cost_nanos
+                total.cache_hits += row.cache_hit
+                total.cost_saved_nanos += row.cost_saved_nanos
+                total.latency_us_sum += round(row.latency_ms * 1000)
+                total.latency_buckets[bisect_left(LATENCY_BOUNDS_MS, row.latency_ms)] += 1
         return total
 
     async def rows_for_request(self, request_id: str) -> list[LedgerRow]:

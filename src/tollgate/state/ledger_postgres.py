@@ -14,15 +14,16 @@ import orjson
 
 from tollgate.state.ledger import (
     SHADOW_ENDPOINT,
+    SUM_COLUMNS,
     GroupBy,
     LedgerRow,
     SpendLine,
     aggregate,
     dimension_for,
     sort_lines,
-    team_aggregates_backfill,
     unique_rows,
 )
+from tollgate.state.ledger_sql import ROW_SUMS_SQL, latency_columns_migration, team_aggregates_backfill
 from tollgate.state.postgres import PostgresDatabase
 
 log = logging.getLogger("tollgate.ledger")
@@ -75,47 +76,43 @@ LEDGER_PG_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ),
     # Per-team aggregates (a team_admin's spend report) for rows stored before they were kept.
     ("ledger_0002_team_aggregates", team_aggregates_backfill("(ts AT TIME ZONE 'UTC')::date")),
+    # Cache savings on rows; cache hits, savings and latency (sum, buckets) on the aggregates, backfilled.
+    ("ledger_0003_cache_savings_and_latency", latency_columns_migration("BIGINT", "(ts AT TIME ZONE 'UTC')::date")),
 )
 
 _INSERT = """
     INSERT INTO ledger (id, request_id, ts, endpoint, key_id, user_id, team_id, org_id, requested_model, provider,
         upstream_model, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, status, error_type,
-        cache_hit, stream, client_disconnected, usage_estimated, tags)
+        cache_hit, stream, client_disconnected, usage_estimated, tags, cost_saved_nanos)
     SELECT u.id, u.request_id, u.ts, u.endpoint, u.key_id, u.user_id, u.team_id, u.org_id, u.requested_model,
         u.provider, u.upstream_model, u.input_tokens, u.output_tokens, u.cached_tokens, u.cost_nanos, u.latency_ms,
-        u.status, u.error_type, u.cache_hit, u.stream, u.client_disconnected, u.usage_estimated, u.tags::jsonb
+        u.status, u.error_type, u.cache_hit, u.stream, u.client_disconnected, u.usage_estimated, u.tags::jsonb,
+        u.cost_saved_nanos
     FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-        $16::float8[], $17::smallint[], $18::text[], $19::bool[], $20::bool[], $21::bool[], $22::bool[], $23::text[])
+        $16::float8[], $17::smallint[], $18::text[], $19::bool[], $20::bool[], $21::bool[], $22::bool[], $23::text[],
+        $24::bigint[])
         AS u(id, request_id, ts, endpoint, key_id, user_id, team_id, org_id, requested_model, provider,
         upstream_model, input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, status, error_type,
-        cache_hit, stream, client_disconnected, usage_estimated, tags)
+        cache_hit, stream, client_disconnected, usage_estimated, tags, cost_saved_nanos)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 """
 # Deltas arrive sorted by (dim, day, value), so concurrent replicas lock aggregate rows in one order.
-_UPSERT_DAILY = """
-    INSERT INTO spend_daily AS s (dim, day, value, requests, errors, input_tokens, output_tokens, cached_tokens,
-        cost_nanos)
-    SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-        $7::bigint[], $8::bigint[], $9::bigint[])
-    ON CONFLICT (dim, day, value) DO UPDATE SET
-        requests = s.requests + excluded.requests,
-        errors = s.errors + excluded.errors,
-        input_tokens = s.input_tokens + excluded.input_tokens,
-        output_tokens = s.output_tokens + excluded.output_tokens,
-        cached_tokens = s.cached_tokens + excluded.cached_tokens,
-        cost_nanos = s.cost_nanos + excluded.cost_nanos
-"""
+_UPSERT_DAILY = (
+    f"INSERT INTO spend_daily AS s (dim, day, value, {', '.join(SUM_COLUMNS)}) "
+    "SELECT * FROM unnest($1::text[], $2::date[], $3::text[], "
+    + ", ".join(f"${i}::bigint[]" for i in range(4, 4 + len(SUM_COLUMNS)))
+    + ") ON CONFLICT (dim, day, value) DO UPDATE SET "
+    + ", ".join(f"{c} = s.{c} + excluded.{c}" for c in SUM_COLUMNS)
+)
 _COLUMNS = (
     "id, request_id, ts, endpoint, key_id, user_id, team_id, org_id, requested_model, provider, upstream_model, "
     "input_tokens, output_tokens, cached_tokens, cost_nanos, latency_ms, status, error_type, cache_hit, stream, "
-    "client_disconnected, usage_estimated, tags::text AS tags"
+    "client_disconnected, usage_estimated, tags::text AS tags, cost_saved_nanos"
 )
-_SUMS = (
-    "count(*), count(*) FILTER (WHERE status >= 400), sum(input_tokens), sum(output_tokens), "
-    "sum(cached_tokens), sum(cost_nanos)"
-)
+_SUMS = ", ".join(ROW_SUMS_SQL.values())
+_SUM_AGGREGATES = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
 _DEADLOCK_RETRIES = 3
 
 
@@ -145,6 +142,7 @@ def _columns(rows: Sequence[LedgerRow]) -> list[list[object]]:
         [r.client_disconnected for r in rows],
         [r.usage_estimated for r in rows],
         [orjson.dumps(r.tags).decode() for r in rows],
+        [r.cost_saved_nanos for r in rows],
     ]
 
 
@@ -154,7 +152,7 @@ def _int(v: object) -> int:
 
 
 def _line(group: str, record: asyncpg.Record, first: int) -> SpendLine:
-    return SpendLine(group, *(_int(record[i]) for i in range(first, first + 6)))
+    return SpendLine.of(group, [_int(record[i]) for i in range(first, first + len(SUM_COLUMNS))])
 
 
 def _row(r: asyncpg.Record) -> LedgerRow:
@@ -183,6 +181,7 @@ def _row(r: asyncpg.Record) -> LedgerRow:
         client_disconnected=r["client_disconnected"],
         usage_estimated=r["usage_estimated"],
         tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
+        cost_saved_nanos=r["cost_saved_nanos"],
     )
 
 
@@ -204,17 +203,13 @@ class PostgresLedgerStore:
                     new = [by_id[rec["id"]] for rec in inserted]
                     deltas = aggregate(new)
                     if deltas:
+                        sums = list(zip(*(d for _, d in deltas), strict=True))
                         await conn.execute(
                             _UPSERT_DAILY,
                             [k[0] for k, _ in deltas],
                             [date.fromisoformat(k[1]) for k, _ in deltas],
                             [k[2] for k, _ in deltas],
-                            [d.requests for _, d in deltas],
-                            [d.errors for _, d in deltas],
-                            [d.input_tokens for _, d in deltas],
-                            [d.output_tokens for _, d in deltas],
-                            [d.cached_tokens for _, d in deltas],
-                            [d.cost_nanos for _, d in deltas],
+                            *(list(column) for column in sums),
                         )
                     return len(new)
             except asyncpg.exceptions.DeadlockDetectedError:
@@ -229,8 +224,7 @@ class PostgresLedgerStore:
         group = "day" if by == "day" else "value"
         pool = await self._db.pool()
         records = await pool.fetch(
-            f"SELECT {group}, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens), "
-            f"sum(cached_tokens), sum(cost_nanos) FROM spend_daily "
+            f"SELECT {group}, {_SUM_AGGREGATES} FROM spend_daily "
             f"WHERE dim = $1 AND day >= $2 AND day <= $3 GROUP BY {group}",
             dimension_for(by, team),
             since,

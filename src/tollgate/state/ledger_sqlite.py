@@ -10,6 +10,7 @@ import orjson
 
 from tollgate.state.ledger import (
     SHADOW_ENDPOINT,
+    SUM_COLUMNS,
     GroupBy,
     LedgerRow,
     SpendLine,
@@ -17,9 +18,9 @@ from tollgate.state.ledger import (
     day_bounds,
     dimension_for,
     sort_lines,
-    team_aggregates_backfill,
     unique_rows,
 )
+from tollgate.state.ledger_sql import ROW_SUMS_SQL, latency_columns_migration, team_aggregates_backfill
 from tollgate.state.sqlite import SQLiteDatabase
 
 # Named and append-only, like every store's list (see sqlite.py). No ';' inside a statement: the
@@ -71,6 +72,8 @@ LEDGER_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ),
     # Per-team aggregates (a team_admin's spend report) for rows stored before they were kept.
     ("ledger_0002_team_aggregates", team_aggregates_backfill("date(ts, 'unixepoch')")),
+    # Cache savings on rows; cache hits, savings and latency (sum, buckets) on the aggregates, backfilled.
+    ("ledger_0003_cache_savings_and_latency", latency_columns_migration("INTEGER", "date(ts, 'unixepoch')")),
 )
 
 COLUMNS = (
@@ -97,21 +100,17 @@ COLUMNS = (
     "client_disconnected",
     "usage_estimated",
     "tags",
+    "cost_saved_nanos",
 )
 _COLS = ", ".join(COLUMNS)
 _INSERT = f"INSERT INTO ledger ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_UPSERT_DAILY = """
-    INSERT INTO spend_daily (dim, day, value, requests, errors, input_tokens, output_tokens, cached_tokens, cost_nanos)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (dim, day, value) DO UPDATE SET
-        requests = requests + excluded.requests,
-        errors = errors + excluded.errors,
-        input_tokens = input_tokens + excluded.input_tokens,
-        output_tokens = output_tokens + excluded.output_tokens,
-        cached_tokens = cached_tokens + excluded.cached_tokens,
-        cost_nanos = cost_nanos + excluded.cost_nanos
-"""
-_SUMS = "COUNT(*), SUM(status >= 400), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(cost_nanos)"
+_UPSERT_DAILY = (
+    f"INSERT INTO spend_daily (dim, day, value, {', '.join(SUM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (3 + len(SUM_COLUMNS)))}) "
+    "ON CONFLICT (dim, day, value) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
+)
+_SUMS = ", ".join(ROW_SUMS_SQL.values())
+_SUM_AGGREGATES = ", ".join(f"SUM({c})" for c in SUM_COLUMNS)
 _ID_CHUNK = 500  # well under SQLite's bound-variable limit
 
 SQLRow = tuple[str | int | float | None, ...]
@@ -142,6 +141,7 @@ def row_values(r: LedgerRow) -> SQLRow:
         int(r.client_disconnected),
         int(r.usage_estimated),
         orjson.dumps(r.tags).decode(),
+        r.cost_saved_nanos,
     )
 
 
@@ -183,11 +183,12 @@ def _from_values(v: Sequence[object]) -> LedgerRow:
         client_disconnected=bool(v[20]),
         usage_estimated=bool(v[21]),
         tags={str(k): str(val) for k, val in tags.items()} if isinstance(tags, dict) else {},
+        cost_saved_nanos=_int(v[23]),
     )
 
 
 def _line(group: object, v: Sequence[object]) -> SpendLine:
-    return SpendLine(str(group), *(_int(x) for x in v))
+    return SpendLine.of(str(group), [_int(x) for x in v])
 
 
 class SQLiteLedgerStore:
@@ -211,23 +212,7 @@ class SQLiteLedgerStore:
                     existing.update(x[0] for x in c.execute(f"SELECT id FROM ledger WHERE id IN ({marks})", ids))
                 new = [r for r in batch if r.id not in existing]
                 c.executemany(_INSERT, [row_values(r) for r in new])
-                c.executemany(
-                    _UPSERT_DAILY,
-                    [
-                        (
-                            dim,
-                            day,
-                            value,
-                            d.requests,
-                            d.errors,
-                            d.input_tokens,
-                            d.output_tokens,
-                            d.cached_tokens,
-                            d.cost_nanos,
-                        )
-                        for (dim, day, value), d in aggregate(new)
-                    ],
-                )
+                c.executemany(_UPSERT_DAILY, [(*key, *sums) for key, sums in aggregate(new)])
                 c.execute("COMMIT")
                 return len(new)
             except BaseException:
@@ -239,8 +224,7 @@ class SQLiteLedgerStore:
     async def spend(self, by: GroupBy, since: date, until: date, team: str | None = None) -> list[SpendLine]:
         group = "day" if by == "day" else "value"
         sql = (
-            f"SELECT {group}, SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), "
-            f"SUM(cached_tokens), SUM(cost_nanos) FROM spend_daily "
+            f"SELECT {group}, {_SUM_AGGREGATES} FROM spend_daily "
             f"WHERE dim = ? AND day >= ? AND day <= ? GROUP BY {group}"
         )
         args = (dimension_for(by, team), since.isoformat(), until.isoformat())

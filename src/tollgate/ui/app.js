@@ -1,7 +1,7 @@
 // The admin console: sign-in, hash routing (#/overview, #/keys, …) and the pages, each reading the admin API
 // with the signed-in key. The key lives in sessionStorage (this tab only) and travels only as a bearer header.
 import { h, field, select, panel, table, badge, empty, fmt, isoDay, daysAgo } from './dom.js';
-import { columnChart, lineChart, barList } from './charts.js';
+import { columnChart, lineChart, multiLineChart, barList } from './charts.js';
 
 const STORE = 'tollgate.adminKey';
 const $ = (id) => document.getElementById(id);
@@ -298,9 +298,12 @@ async function overviewPage() {
   const kpis = h('div', { class: 'kpis' },
     kpi('Requests', fmt.int(t.requests), `last ${overviewDays} days`, { 'data-kpi': 'requests' }),
     kpi('Errors', fmt.int(t.errors), `${fmt.pct(errRate)} of requests`, { 'data-kpi': 'errors' }),
-    kpi('Latency p50 / p95', lat && lat.count ? `${fmt.ms(lat.p50_ms)} / ${fmt.ms(lat.p95_ms)}` : '–',
-      lat ? `${fmt.int(lat.count)} model calls since this process started` : 'metrics are disabled', { 'data-kpi': 'latency' }),
-    kpi('Spend', fmt.usd(t.cost_usd), `${fmt.int(t.input_tokens + t.output_tokens)} tokens`, { 'data-kpi': 'spend', title: `$${t.cost_usd}` }));
+    // From the ledger (every replica's requests in the window); p50 / p95 are estimated from its buckets.
+    kpi('Latency p50 / p95', t.requests ? `${fmt.ms(t.latency_p50_ms)} / ${fmt.ms(t.latency_p95_ms)}` : '–',
+      t.requests ? `mean ${fmt.ms(t.latency_mean_ms)}, last ${overviewDays} days` : 'no requests yet', { 'data-kpi': 'latency' }),
+    kpi('Spend', fmt.usd(t.cost_usd), `${fmt.int(t.input_tokens + t.output_tokens)} tokens`, { 'data-kpi': 'spend', title: `$${t.cost_usd}` }),
+    kpi('Saved by the cache', fmt.usd(t.cost_saved_usd), `${fmt.int(t.cache_hits)} cache hit${t.cache_hits === 1 ? '' : 's'} at cost 0`,
+      { 'data-kpi': 'saved', title: `$${t.cost_saved_usd}` }));
   const top = (report, key) => report.data.slice(0, 8).map((l) => ({ label: l[key] ?? '(none)', value: Number(l.cost_usd) }));
   const charts = h('div', { class: 'grid grid-2' },
     panel('Requests and errors per day', columnChart({ label: 'Requests and errors per day', labels, detail,
@@ -309,7 +312,15 @@ async function overviewPage() {
         { name: 'errors', values: ov.days.map((d) => d.errors), cls: 'bar-2' }] })),
     panel('Spend per day (USD)', lineChart({ label: 'Spend per day in US dollars', labels, detail, name: 'spend',
       values: ov.days.map((d) => Number(d.cost_usd)), format: fmt.usd })),
-    panel('Latency of model calls', lat && lat.count
+    panel('Latency per day', t.requests
+      ? multiLineChart({ label: 'Latency per day in milliseconds', labels, detail, format: fmt.ms, series: [
+        { name: 'p50', values: ov.days.map((d) => d.latency_p50_ms), cls: 'line' },
+        { name: 'p95', values: ov.days.map((d) => d.latency_p95_ms), cls: 'line-2' },
+        { name: 'mean', values: ov.days.map((d) => d.latency_mean_ms), cls: 'line-3' }] })
+      : empty('No latency yet', 'Requests show up here once the ledger has written them.'),
+      h('p', { class: 'muted small' }, 'Every request in the ledger, cache hits and errors included; p50 and p95 are '
+        + 'estimated from the ledger\'s latency buckets (exact to the bucket, not to the millisecond).')),
+    panel('Latency of model calls (this process)', lat && lat.count
       ? columnChart({ label: 'Latency distribution of model calls', format: fmt.int,
         labels: lat.buckets.map((b) => (b.le_ms === null ? 'slower' : b.le_ms < 1000 ? `≤${b.le_ms} ms` : `≤${b.le_ms / 1000} s`)),
         series: [{ name: 'calls', values: lat.buckets.map((b) => b.count) }] })
@@ -633,11 +644,16 @@ async function cachePage() {
       kpi('Hit rate', lookups ? fmt.pct(p.hits / lookups) : '–', `${fmt.int(p.hits)} hits, ${fmt.int(p.misses)} misses`, { 'data-kpi': 'hit-rate' }),
       kpi('Entries', fmt.int(c.entries), `${fmt.bytes(c.bytes)} in ${c.backend}`, { 'data-kpi': 'entries' }),
       kpi('Tokens saved', fmt.int(p.tokens_saved), 'served from the cache'),
-      kpi('Money saved', fmt.usd(p.usd_saved), 'at the providers\u2019 prices')),
+      // From the ledger: every replica's hits (when the ledger is shared), surviving restarts.
+      c.ledger
+        ? kpi('Money saved', fmt.usd(c.ledger.usd_saved), `${fmt.int(c.ledger.hits)} hit${c.ledger.hits === 1 ? '' : 's'} in the last 30 days, all replicas`,
+          { 'data-kpi': 'money-saved', title: `$${c.ledger.usd_saved}` })
+        : kpi('Money saved', fmt.usd(p.usd_saved), 'at the providers\u2019 prices')),
     h('div', { class: 'grid grid-2' },
       panel('By model', byModel.length ? table(tallyCols('Model'), byModel, { caption: 'Cache by model' }) : h('p', { class: 'muted' }, 'No lookups yet.')),
       panel('By scope', byScope.length ? table(tallyCols('Scope'), byScope, { caption: 'Cache by scope' }) : h('p', { class: 'muted' }, 'No lookups yet.'))),
-    h('p', { class: 'muted small' }, 'Hits and misses count this process since it started; entries are the store\u2019s (shared when it is Redis).'),
+    h('p', { class: 'muted small' }, 'Money saved is the ledger\u2019s: what cache hits would have cost at the models\u2019 prices, '
+      + 'over the last 30 days. Hits, misses and the tables count this process since it started; entries are the store\u2019s (shared when it is Redis).'),
   ];
 }
 

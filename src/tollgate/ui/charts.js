@@ -1,4 +1,4 @@
-// Hand-written SVG charts: column, line (with area) and horizontal bar charts. Each is an <svg role="img">
+// Hand-written SVG charts: column, line (with area), multi-line and horizontal bar charts. Each is an <svg role="img">
 // with a label, a <title> tooltip per mark, and a visually hidden table of the same numbers for screen readers.
 import { h } from './dom.js';
 
@@ -135,6 +135,49 @@ export function lineChart({ label, labels, values, name, format = String, detail
     return svg;
   });
   box.append(srTable(label, labels, [{ name, values }], format));
+  return box;
+}
+
+// Several series as lines over the same days (e.g. latency p50 / p95 / mean). A null value is a gap (no
+// data that day): the line breaks there and no dot is drawn. Each series' class (line, line-2, line-3)
+// sets its colour and dash, and the legend repeats it.
+export function multiLineChart({ label, labels, series, format = String, detail }) {
+  const box = h('div', { class: 'chart' });
+  const ticks = niceTicks(Math.max(0, ...series.flatMap((se) => se.values.filter((v) => v !== null && v !== undefined))));
+  responsive(box, (width) => {
+    const svg = s('svg', { viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img', 'aria-label': label, focusable: 'false' });
+    svg.append(frame(width, ticks, format));
+    const innerW = width - PAD.left - PAD.right;
+    const innerH = HEIGHT - PAD.top - PAD.bottom;
+    const top = ticks[ticks.length - 1];
+    const n = labels.length;
+    const x = (i) => PAD.left + (n === 1 ? innerW / 2 : (innerW * i) / (n - 1));
+    const y = (v) => PAD.top + innerH - (v / top) * innerH;
+    series.forEach((se, j) => {
+      const cls = se.cls || 'line';
+      const g = s('g', { 'data-series': se.name });
+      let d = '';
+      let pen = false;
+      se.values.forEach((v, i) => {
+        if (v === null || v === undefined) { pen = false; return; }
+        d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)} `;
+        pen = true;
+      });
+      if (d) g.append(s('path', { class: cls, d: d.trim() }));
+      se.values.forEach((v, i) => {
+        if (v === null || v === undefined) return;
+        const dot = s('circle', { class: `dot ${cls}-dot`, cx: x(i), cy: y(v), r: n > 40 ? 2 : 3 + (j === 0 ? 0.5 : 0) });
+        dot.append(title(`${detail ? detail(i) : labels[i]}: ${se.name} ${format(v)}`));
+        g.append(dot);
+      });
+      svg.append(g);
+    });
+    xLabels(svg, labels, x, width);
+    return svg;
+  });
+  box.append(srTable(label, labels, series, format));
+  box.append(h('div', { class: 'legend', 'aria-hidden': 'true' },
+    ...series.map((se) => h('span', {}, h('i', { class: se.cls || 'line' }), se.name))));
   return box;
 }
 
