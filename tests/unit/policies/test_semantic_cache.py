@@ -73,10 +73,10 @@ def test_what_is_compared() -> None:
 
 def test_guards_read_numbers_in_order_and_negation() -> None:
     assert guards("What is 24 minus 17?") != guards("What is 17 minus 24?")
-    assert guards("Refund order 12,345 now") == {"numbers": ["12,345"], "times": [], "negated": False}
+    assert guards("Refund order 12,345 now") == {"numbers": ["12,345"], "times": [], "units": [], "negated": False}
     for negated in ("Don't cancel it", "do not cancel it", "I never did", "Why can\u2019t I log in?", "No refund"):
         assert guards(negated)["negated"] is True, negated
-    assert guards("Cancel it, nowhere else") == {"numbers": [], "times": [], "negated": False}
+    assert guards("Cancel it, nowhere else") == {"numbers": [], "times": [], "units": [], "negated": False}
 
 
 def test_guards_read_number_words_and_time_expressions() -> None:
@@ -123,3 +123,19 @@ def test_another_name_is_another_question() -> None:
     assert compatible("Is the museum open on Sundays?", "Is the museum open on Sunday?", 0.97)
     # Permission antonyms are opposites.
     assert not compatible("Are pets allowed in the apartment?", "Are pets prohibited in the apartment?", 0.98)
+
+
+def test_units_and_periods_must_match() -> None:
+    assert guards("Set the timeout to 30 seconds")["units"] == ["s"]
+    assert guards("64 GB of storage")["units"] == guards("64 gigabytes of storage")["units"] == ["gb"]
+    assert guards("Bake at 180°C")["units"] == ["c"] and guards("Bake at 180 °F")["units"] == ["f"]
+    assert guards("15 euros monthly")["units"] == ["eur", "per-month"]
+    assert guards("Is 39 degrees Celsius a fever?")["units"] == ["c"]
+    assert guards("Put it in the box")["units"] == []  # "in" is a word, "inch" is the unit
+
+
+def test_scope_and_inclusion_are_opposites() -> None:
+    assert not compatible("Delete all files including the hidden ones", "Delete all files except the hidden ones", 0.98)
+    assert not compatible("Replace the word on the current line in vim", "Replace the word in the whole file", 0.9)
+    assert not compatible("How much did I spend this month?", "How much did our household spend this month?", 0.9)
+    assert not compatible("Commits made since Monday", "Commits made before Monday", 0.97)
