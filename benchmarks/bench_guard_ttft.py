@@ -105,6 +105,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument(
+        "--config",
+        default=os.path.join(ROOT, "examples", "guardrails.yaml"),
+        help="the guarded gateway's config file (default: examples/guardrails.yaml)",
+    )
     args = ap.parse_args()
 
     mock_port, plain_port, guarded_port = free_port(), free_port(), free_port()
@@ -139,8 +144,7 @@ def main() -> int:
     try:
         time.sleep(0.5)
         procs.append(start_gateway(plain_port, mock_port, os.path.join(tmp, "plain"), None))
-        config = os.path.join(ROOT, "examples", "guardrails.yaml")
-        procs.append(start_gateway(guarded_port, mock_port, os.path.join(tmp, "guarded"), config))
+        procs.append(start_gateway(guarded_port, mock_port, os.path.join(tmp, "guarded"), args.config))
         for port in (plain_port, guarded_port):
             drive(port, body_file, args.warmup, args.concurrency)
         rows: dict[str, list[dict[str, object]]] = {"plain": [], "guarded": []}
