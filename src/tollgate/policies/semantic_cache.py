@@ -284,7 +284,7 @@ def guards(text: str) -> JSONObject:
     time expressions (in order), the units and periods (in any order), and negation."""
     numbers: list[JSONValue] = [_NUMBER_WORDS.get(n.lower(), n) for n in _NUMBER.findall(text)]
     times: list[JSONValue] = [" ".join(_TIME_SPACE.split(t.lower().rstrip("s"))) for t in _TIME.findall(text)]
-    units: list[JSONValue] = sorted(_UNITS[u.lower().replace(" ", "")] for u in _UNIT.findall(text))
+    units: list[JSONValue] = list(sorted(_UNITS[u.lower().replace(" ", "")] for u in _UNIT.findall(text)))
     return {"numbers": numbers, "times": times, "units": units, "negated": bool(_NEGATION.search(text))}
 
 
