@@ -110,3 +110,37 @@ def test_whole_slices_of_plain_events_pass_and_any_event_needing_reading_is_stil
         OpenAIRelayDecoder("p", False).feed(_event(_chunk("a")) + b"data: oops}\n\n" + _event(_chunk("b")))
     with pytest.raises(UpstreamError, match="error mid-stream"):
         OpenAIRelayDecoder("p", False).feed(_event(_chunk("a")) + _event({"error": {"message": "x"}}))
+
+
+class _Counting(OpenAIRelayDecoder):
+    """Counts the events read one by one (the slow path); the plain prefix is forwarded without them."""
+
+    __slots__ = ("read",)
+
+    def __init__(self) -> None:
+        super().__init__("p", True)
+        self.read = 0
+
+    def _event(self, block: bytes) -> bytes | None:
+        self.read += 1
+        return super()._event(block)
+
+
+def test_a_spaced_usage_chunk_does_not_make_the_plain_events_before_it_read_one_by_one() -> None:
+    # Some servers pad the usage chunk ("prompt_tokens":      30). Only what is forwarded unread must be compact
+    # JSON; the finish, usage and [DONE] events after the prefix are read however they are written.
+    spaced_usage = (
+        b'data: {"choices":[],"usage":{"prompt_tokens":      9,"completion_tokens":3,"total_tokens":  12}}\n\n'
+    )
+    plain = b"".join(_event(_chunk(w)) for w in ("one ", "two ", "three ", "four "))
+    stream = plain + _event(_chunk(None, "stop")) + spaced_usage + b"data: [DONE]\n\n"
+    dec = _Counting()
+    out = dec.feed(stream) + dec.close()
+    assert out == plain + _event(_chunk(None, "stop")) + b"data: [DONE]\n\n"  # the usage chunk hidden
+    assert dec.usage is not None and dec.usage.prompt_tokens == 9 and dec.finish_reason == "stop"
+    assert dec.read == 3  # finish, usage, [DONE]; none of the four plain events
+    # Spacing inside the plain events themselves still sends everything down the event-by-event path.
+    spaced = _event(_chunk("x")).replace(b'"model":"m"', b'"model": "m"')
+    dec = _Counting()
+    assert dec.feed(spaced + stream) == spaced + plain + _event(_chunk(None, "stop")) + b"data: [DONE]\n\n"
+    assert dec.read == 8

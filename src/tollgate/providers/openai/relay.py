@@ -34,8 +34,6 @@ def _plain_prefix(buf: bytes, end: int) -> int:
     bytes are keys, never text inside an answer (the per-event path reads the same way). Returns the
     length of the plain prefix including its last blank line (0: read everything event by event).
     """
-    if buf.find(_SPACED, 0, end) >= 0:
-        return 0
     cut = end
     for marker in _NEEDS_READING:
         at = buf.find(marker, 0, cut)
@@ -43,6 +41,10 @@ def _plain_prefix(buf: bytes, end: int) -> int:
             cut = at
     split = end if cut == end else buf.rfind(b"\n\n", 0, cut)
     if split <= 0 or not buf.startswith(b"data: {") or buf[split - 1] != 0x7D:  # "}"
+        return 0
+    # Only the prefix must be compact JSON (its markers would be spaced otherwise); the events after it are
+    # read one by one anyway, however they are written (a usage chunk padded with spaces, as some servers do).
+    if buf.find(_SPACED, 0, split) >= 0:
         return 0
     if buf.count(b"\n", 0, split) != 2 * buf.count(b"}\n\ndata: {", 0, split):
         return 0
