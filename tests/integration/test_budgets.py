@@ -134,7 +134,10 @@ async def test_two_replicas_on_redis_share_one_budget() -> None:
     url = require_redis()
     with ExitStack() as stack:
         prefix = stack.enter_context(redis_prefix(url))
-        config = PER_REQUEST + f"rate_limits: {{counter_url: '{url}', key_prefix: '{prefix}', fail_open: false}}\n"
+        # A generous Redis timeout: the test is about one shared budget, not a slow Redis (fail_open: false would
+        # turn a round trip stalled past the default 0.5 s on a loaded machine into a 503).
+        store = f"counter_url: '{url}', key_prefix: '{prefix}', fail_open: false, redis_timeout_seconds: 5"
+        config = PER_REQUEST + f"rate_limits: {{{store}}}\n"
         budget = Budget("team", "t-redis", 0.10, "monthly")
         replicas = [stack.enter_context(budgeted(config, budget)) for _ in range(2)]
         results = await hammer(replicas, 30)

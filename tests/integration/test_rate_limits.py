@@ -98,7 +98,9 @@ async def test_stream_usage_settles_the_token_reservation() -> None:
 
 @contextmanager
 def redis_store(url: str, prefix: str) -> Iterator[RedisCounterStore]:
-    store = RedisCounterStore(url, key_prefix=prefix, fail_open=False)
+    # A generous timeout: these tests are about one shared limit, not about a slow Redis (a loaded CI machine can
+    # stall a round trip past the default 0.5 s, which fail_open=False would turn into a 503).
+    store = RedisCounterStore(url, key_prefix=prefix, fail_open=False, timeout_seconds=5.0)
     try:
         yield store
     finally:
