@@ -61,7 +61,7 @@ def policy_service() -> Iterator[FakeServer]:
 def _config(service: FakeServer, failure: str, stream_mode: str = "buffer") -> str:
     return (
         "guardrails:\n  webhook:\n    enabled: true\n    on_response: true\n"
-        f"    url: {service.base_url}/decide\n    timeout_seconds: 0.5\n    failure: {failure}\n"
+        f"    url: {service.base_url}/decide\n    timeout_seconds: 1.0\n    failure: {failure}\n"
         f"    secret: ${{WEBHOOK_SECRET}}\n    stream_mode: {stream_mode}\n"
     )
 
