@@ -116,7 +116,8 @@ async def test_half_open_follows_the_shared_opening_and_a_successful_probe_close
     settings = b.state.settings.breaker
     # Half-open is not sent: both replicas derive it from the same opening time.
     await _until(lambda: b.state.breakers[flaky.key].current(b.state.clock(), settings) == "half_open", "half-open")
-    assert a.state.breakers[flaky.key].current(a.state.clock(), settings) == "half_open"
+    # A took its opening time from the same publish; on a loaded machine its copy may land a few ms later.
+    await _until(lambda: a.state.breakers[flaky.key].current(a.state.clock(), settings) == "half_open", "A half-open")
     a.succeed(flaky.key)  # A's probe answered
     await _until(lambda: b.state.breakers[flaky.key].state == "closed", "the close reaches the other replica")
     assert b.state.unavailable(flaky, b.state.clock()) is None
