@@ -51,7 +51,7 @@ LONG = " ".join(f"word{i}" for i in range(40))  # the demo echoes it: about 60 o
 
 
 def policy_of(gw: RunningGateway) -> BudgetPolicy:
-    found = [p for p in gw.app.gateway.stream_filters if isinstance(p, BudgetPolicy)]
+    found = [p for p in gw.app.gateway.pipeline.stream_filters if isinstance(p, BudgetPolicy)]
     assert found, "the assembled gateway has a budget policy"
     return found[0]
 
@@ -317,9 +317,8 @@ async def test_budgets_settle_while_the_ledger_database_is_down(tmp_path: Path) 
     with budgeted(PER_TOKEN, Budget("key", "master", 1.0, "total")) as gw:
         gateway = gw.app.gateway
         ledger = LedgerPolicy(PostgresLedgerStore(dead), policy_of(gw).prices, tmp_path / "spool.jsonl", retry_max=0.2)
-        gateway.finalize_policies = tuple(
-            ledger if isinstance(p, LedgerPolicy) else p for p in gateway.finalize_policies
-        )
+        finalize = tuple(ledger if isinstance(p, LedgerPolicy) else p for p in gateway.pipeline.finalize)
+        gateway.pipelines = gateway.pipelines.with_default(finalize=finalize)
         await ledger.start()
         try:
             async with (

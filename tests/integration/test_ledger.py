@@ -51,14 +51,16 @@ async def attached_ledger(running: RunningGateway, store: LedgerStore, spool: Pa
     policy = LedgerPolicy(
         store, PriceBook(), spool, batch_size=50, flush_interval=0.05, retry_min=0.1, retry_max=0.3, write_timeout=5
     )
-    original = gw.finalize_policies
-    gw.finalize_policies = (*(p for p in original if not isinstance(p, LedgerPolicy)), policy)
+    original = gw.pipeline.finalize
+    gw.pipelines = gw.pipelines.with_default(
+        finalize=(*(p for p in original if not isinstance(p, LedgerPolicy)), policy)
+    )
     await policy.start()
     try:
         yield policy
     finally:
         await policy.stop()
-        gw.finalize_policies = original
+        gw.pipelines = gw.pipelines.with_default(finalize=original)
 
 
 async def _chat(

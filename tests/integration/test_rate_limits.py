@@ -33,8 +33,8 @@ def limited_gateway(store: CounterStore, *limits: Limit) -> Iterator[RunningGate
     with run_gateway("", {}) as gw:
         gateway = gw.app.gateway
         policy = RateLimitPolicy(store)
-        gateway.admit_policies = (*gateway.admit_policies, policy)
-        gateway.finalize_policies = (*gateway.finalize_policies, policy)
+        gateway.pipelines = gateway.pipelines.with_default(admit=(*gateway.pipeline.admit, policy))
+        gateway.pipelines = gateway.pipelines.with_default(finalize=(*gateway.pipeline.finalize, policy))
         gateway.authenticator.master = dataclasses.replace(gateway.authenticator.master, limits=limits)
         yield gw
 

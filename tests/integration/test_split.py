@@ -52,7 +52,7 @@ def test_sticky_users_keep_their_arm_and_the_arm_is_recorded(
     fake_openai: FakeServer, second_openai: FakeServer
 ) -> None:
     with run_gateway(_config(fake_openai.base_url, second_openai.base_url, "user")) as gw:
-        assert any(isinstance(p, LedgerPolicy) for p in gw.app.gateway.finalize_policies)
+        assert any(isinstance(p, LedgerPolicy) for p in gw.app.gateway.pipeline.finalize)
         arms: dict[str, str] = {}
         for round_ in range(3):
             for i in range(30):

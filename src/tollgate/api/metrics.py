@@ -18,7 +18,7 @@ _HEADERS = [(b"content-type", CONTENT_TYPE.encode("latin-1")), (b"cache-control"
 
 def find_recorder(gw: Gateway) -> MetricsRecorder | None:
     """The gateway's metrics recorder (a finalize policy), or ``None`` when metrics are disabled."""
-    for policy in gw.finalize_policies:
+    for policy in gw.pipeline.finalize:
         if isinstance(policy, MetricsRecorder):
             return policy
     return None

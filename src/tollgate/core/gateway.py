@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -15,14 +14,8 @@ from tollgate.context import Principal, RequestContext
 from tollgate.core.auth import Authenticator, key_from_headers
 from tollgate.core.dispatch import ChunkStream, Completed, Dispatcher
 from tollgate.core.phases import (
-    AdmitPolicy,
-    FinalizePolicy,
-    InspectPolicy,
-    RespondPolicy,
     ReviewedStream,
-    ReviewPolicy,
     StreamFilter,
-    StreamFilterFactory,
 )
 from tollgate.core.pipeline import Pipeline, Pipelines
 from tollgate.core.snapshot import Snapshot
@@ -107,60 +100,6 @@ class Gateway:
     @property
     def pipeline(self) -> Pipeline:
         return self.pipelines.default
-
-    def _set_default(self, **changes: object) -> None:
-        current = self.pipelines
-        default = replace(current.default, **changes)  # type: ignore[arg-type]
-        profiles = {name: p for name, p in current.by_profile.items() if name != DEFAULT_PROFILE}
-        self.pipelines = Pipelines(default, profiles, current.assign)
-
-    @property
-    def admit_policies(self) -> tuple[AdmitPolicy, ...]:
-        return self.pipelines.default.admit
-
-    @admit_policies.setter
-    def admit_policies(self, value: tuple[AdmitPolicy, ...]) -> None:
-        self._set_default(admit=value)
-
-    @property
-    def inspect_policies(self) -> tuple[InspectPolicy, ...]:
-        return self.pipelines.default.inspect
-
-    @inspect_policies.setter
-    def inspect_policies(self, value: tuple[InspectPolicy, ...]) -> None:
-        self._set_default(inspect=value)
-
-    @property
-    def respond_policies(self) -> tuple[RespondPolicy, ...]:
-        return self.pipelines.default.respond
-
-    @respond_policies.setter
-    def respond_policies(self, value: tuple[RespondPolicy, ...]) -> None:
-        self._set_default(respond=value)
-
-    @property
-    def review_policies(self) -> tuple[ReviewPolicy, ...]:
-        return self.pipelines.default.review
-
-    @review_policies.setter
-    def review_policies(self, value: tuple[ReviewPolicy, ...]) -> None:
-        self._set_default(review=value)
-
-    @property
-    def stream_filters(self) -> tuple[StreamFilterFactory, ...]:
-        return self.pipelines.default.stream_filters
-
-    @stream_filters.setter
-    def stream_filters(self, value: tuple[StreamFilterFactory, ...]) -> None:
-        self._set_default(stream_filters=value)
-
-    @property
-    def finalize_policies(self) -> tuple[FinalizePolicy, ...]:
-        return self.pipelines.default.finalize
-
-    @finalize_policies.setter
-    def finalize_policies(self, value: tuple[FinalizePolicy, ...]) -> None:
-        self._set_default(finalize=value)
 
     def pipeline_of(self, ctx: RequestContext) -> Pipeline:
         """The pipeline a request runs (its caller's, chosen at AUTHENTICATE), else the default one."""

@@ -10,7 +10,7 @@ reload installs new ones meanwhile, since a guard's per-request state (the PII m
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tollgate.config.guardrails import DEFAULT_PROFILE, GuardrailAssignConfig
 from tollgate.context import Principal
@@ -75,6 +75,12 @@ class Pipelines:
         if self._by_org and principal.org_id is not None and (found := self._by_org.get(principal.org_id)):
             return found
         return self.default
+
+    def with_default(self, **changes: object) -> Pipelines:
+        """These pipelines with some phases of the default one replaced (tests add or swap a policy this way)."""
+        default = replace(self.default, **changes)  # type: ignore[arg-type]
+        profiles = {name: p for name, p in self.by_profile.items() if name != DEFAULT_PROFILE}
+        return Pipelines(default, profiles, self.assign)
 
     def closers(self) -> list[Callable[[], Awaitable[None]]]:
         return [close for pipeline in self.by_profile.values() for close in pipeline.closers]

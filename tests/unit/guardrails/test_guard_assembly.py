@@ -24,10 +24,10 @@ def test_defaults_install_no_new_guard() -> None:
     gw = _gateway("")
     # Only the shadow-traffic observer (always there: shadows can be added by a reload), which reads nothing
     # and so keeps the Anthropic pass-through and the stream relay.
-    assert gw.inspect_policies == () and gw.review_policies == ()
-    assert [type(p).__name__ for p in gw.respond_policies] == ["ShadowPolicy"]
+    assert gw.pipeline.inspect == () and gw.pipeline.review == ()
+    assert [type(p).__name__ for p in gw.pipeline.respond] == ["ShadowPolicy"]
     assert not gw.pipeline.screens_output
-    assert [type(f).__name__ for f in gw.stream_filters] == ["ShadowPolicy", "BudgetPolicy"]
+    assert [type(f).__name__ for f in gw.pipeline.stream_filters] == ["ShadowPolicy", "BudgetPolicy"]
 
 
 def test_every_guard_on_runs_in_phase_order() -> None:
@@ -41,12 +41,12 @@ guardrails:
   webhook: {enabled: true, url: "http://127.0.0.1:9/x", on_response: true}
 """
     )
-    admit = [type(p) for p in gw.admit_policies]
+    admit = [type(p) for p in gw.pipeline.admit]
     assert admit.index(CapsPolicy) == admit.index(ReservationPolicy) - 1  # caps before anything is reserved
-    assert [type(p) for p in gw.inspect_policies] == [PIIPolicy, CapsPolicy, WebhookGuardPolicy]
-    respond = [type(p) for p in gw.respond_policies if type(p).__name__ != "ShadowPolicy"]
+    assert [type(p) for p in gw.pipeline.inspect] == [PIIPolicy, CapsPolicy, WebhookGuardPolicy]
+    respond = [type(p) for p in gw.pipeline.respond if type(p).__name__ != "ShadowPolicy"]
     assert respond == [PIIPolicy, OutputFilterPolicy, OutputSchemaPolicy]
-    assert [type(p) for p in gw.review_policies] == [WebhookGuardPolicy]
-    names = [type(f).__name__ for f in gw.stream_filters if type(f).__name__ != "ShadowPolicy"]
+    assert [type(p) for p in gw.pipeline.review] == [WebhookGuardPolicy]
+    names = [type(f).__name__ for f in gw.pipeline.stream_filters if type(f).__name__ != "ShadowPolicy"]
     assert names == ["PIIPolicy", "OutputFilterPolicy", "OutputSchemaPolicy", "BudgetPolicy"]
     assert gw.pipeline.screens_output
