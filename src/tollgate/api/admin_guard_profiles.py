@@ -4,7 +4,7 @@ gets which; with ``key_id``, ``team`` or ``org``, the profile such a caller gets
 from __future__ import annotations
 
 from tollgate.api.http import Request, send_json
-from tollgate.config.guardrails import DEFAULT_PROFILE, PROFILE_SECTIONS, GuardrailsConfig
+from tollgate.config.guardrails import PROFILE_SECTIONS, GuardrailsConfig
 from tollgate.context import RequestContext
 from tollgate.core.gateway import Gateway
 from tollgate.errors import NotFoundError, PermissionDeniedError
@@ -41,15 +41,8 @@ def describe(guardrails: GuardrailsConfig, order: dict[str, tuple[tuple[str, str
 
 def resolve(guardrails: GuardrailsConfig, key_id: str | None, team: str | None, org: str | None) -> JSONObject:
     """Which profile a caller with this key, team and org gets, and which assignment decided it."""
-    assigned = guardrails.assign
-    for kind, who, table in (
-        ("key", key_id, assigned.keys),
-        ("team", team, assigned.teams),
-        ("org", org, assigned.orgs),
-    ):
-        if who is not None and who in table:
-            return {"profile": table[who], "by": kind, "id": who}
-    return {"profile": DEFAULT_PROFILE, "by": "default", "id": None}
+    profile, by, who = guardrails.assign.decide(key_id, team, org)
+    return {"profile": profile, "by": by, "id": who}
 
 
 async def profiles(gw: Gateway, request: Request, ctx: RequestContext) -> None:

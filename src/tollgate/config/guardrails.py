@@ -441,15 +441,16 @@ class GuardrailAssignConfig(BaseModel):
         default_factory=dict, description="Key id (as listed by GET /admin/keys, e.g. key_...) -> profile name."
     )
 
-    def profile_for(self, key_id: str | None, team_id: str | None, org_id: str | None) -> str:
-        """The profile of a caller: its key's, else its team's, else its org's, else ``default``."""
+    def decide(self, key_id: str | None, team_id: str | None, org_id: str | None) -> tuple[str, str, str | None]:
+        """The profile of a caller and what decided it: ``(profile, "key"|"team"|"org"|"default", id)`` - its
+        key's assignment, else its team's, else its org's, else ``default``."""
         if key_id is not None and (name := self.keys.get(key_id)) is not None:
-            return name
+            return name, "key", key_id
         if team_id is not None and (name := self.teams.get(team_id)) is not None:
-            return name
+            return name, "team", team_id
         if org_id is not None and (name := self.orgs.get(org_id)) is not None:
-            return name
-        return DEFAULT_PROFILE
+            return name, "org", org_id
+        return DEFAULT_PROFILE, "default", None
 
 
 def merged(base: object, override: object) -> object:

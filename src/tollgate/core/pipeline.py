@@ -51,7 +51,7 @@ class Pipeline:
 class Pipelines:
     """One pipeline per guardrail profile and who gets which (``guardrails.assign``)."""
 
-    __slots__ = ("_by_key", "_by_org", "_by_team", "assign", "by_profile", "default")
+    __slots__ = ("_assigned", "assign", "by_profile", "default")
 
     def __init__(
         self,
@@ -61,20 +61,15 @@ class Pipelines:
     ) -> None:
         self.default = default
         self.by_profile: dict[str, Pipeline] = {DEFAULT_PROFILE: default, **(profiles or {})}
-        table = self.assign = assign or GuardrailAssignConfig()
-        self._by_key = {who: self.by_profile[name] for who, name in table.keys.items()}
-        self._by_team = {who: self.by_profile[name] for who, name in table.teams.items()}
-        self._by_org = {who: self.by_profile[name] for who, name in table.orgs.items()}
+        self.assign = assign or GuardrailAssignConfig()
+        self._assigned = bool(self.assign.keys or self.assign.teams or self.assign.orgs)
 
     def select(self, principal: Principal) -> Pipeline:
         """The caller's pipeline: its key's profile, else its team's, else its org's, else the default."""
-        if self._by_key and (found := self._by_key.get(principal.key_id)) is not None:
-            return found
-        if self._by_team and principal.team_id is not None and (found := self._by_team.get(principal.team_id)):
-            return found
-        if self._by_org and principal.org_id is not None and (found := self._by_org.get(principal.org_id)):
-            return found
-        return self.default
+        if not self._assigned:
+            return self.default
+        name, _, _ = self.assign.decide(principal.key_id, principal.team_id, principal.org_id)
+        return self.by_profile[name]
 
     def with_default(self, **changes: object) -> Pipelines:
         """These pipelines with some phases of the default one replaced (tests add or swap a policy this way)."""

@@ -61,12 +61,12 @@ def test_bad_profiles_are_refused_with_where_and_why(yaml_text: str, message: st
 
 def test_the_most_specific_assignment_wins() -> None:
     assign = GuardrailAssignConfig(orgs={"acme": "o"}, teams={"research": "t"}, keys={"key_1": "k"})
-    assert assign.profile_for("key_1", "research", "acme") == "k"
-    assert assign.profile_for("key_2", "research", "acme") == "t"
-    assert assign.profile_for("key_2", "support", "acme") == "o"
-    assert assign.profile_for("key_2", None, None) == "default"
+    assert assign.decide("key_1", "research", "acme") == ("k", "key", "key_1")
+    assert assign.decide("key_2", "research", "acme") == ("t", "team", "research")
+    assert assign.decide("key_2", "support", "acme") == ("o", "org", "acme")
+    assert assign.decide("key_2", None, None) == ("default", "default", None)
     # Assigning "default" explicitly exempts a team from its org's profile.
     assert (
-        GuardrailAssignConfig(orgs={"acme": "o"}, teams={"research": "default"}).profile_for(None, "research", "acme")
+        GuardrailAssignConfig(orgs={"acme": "o"}, teams={"research": "default"}).decide(None, "research", "acme")[0]
         == "default"
     )
